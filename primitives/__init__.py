@@ -1,0 +1,1 @@
+"""Leaf pieces every room may use: canonical encoding, hashing, signatures, Merkle roots."""

@@ -1,0 +1,73 @@
+"""SHA-256 and Ed25519, with keys, hashes and signatures as lowercase hex (PROTOCOL §1)."""
+
+from __future__ import annotations
+
+import hashlib
+import string
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+_HEX_DIGITS = frozenset(string.hexdigits.lower()[:16])
+
+
+def sha256(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def is_hex(value: object, length_bytes: int) -> bool:
+    """True when value is exactly `length_bytes` bytes written as lowercase hex."""
+    return (
+        isinstance(value, str)
+        and len(value) == 2 * length_bytes
+        and _HEX_DIGITS.issuperset(value)
+    )
+
+
+def is_account_id(value: object) -> bool:
+    return is_hex(value, 32)
+
+
+class SigningKey:
+    """An Ed25519 private key, made from its 32-byte seed."""
+
+    def __init__(self, seed: bytes) -> None:
+        if len(seed) != 32:
+            raise ValueError("an Ed25519 seed is 32 bytes")
+        self.seed = bytes(seed)
+        self._key = Ed25519PrivateKey.from_private_bytes(self.seed)
+        self.public_key: str = (
+            self._key.public_key()
+            .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+            .hex()
+        )
+
+    @classmethod
+    def generate(cls) -> SigningKey:
+        raw = Ed25519PrivateKey.generate().private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+        return cls(raw)
+
+    def sign(self, message: bytes) -> str:
+        return self._key.sign(message).hex()
+
+
+def verify(public_key: str, message: bytes, signature: str) -> bool:
+    """Check an Ed25519 signature; malformed keys or signatures simply fail."""
+    if not is_hex(public_key, 32) or not is_hex(signature, 64):
+        return False
+    try:
+        Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key)).verify(
+            bytes.fromhex(signature), message
+        )
+    except (InvalidSignature, ValueError):
+        return False
+    return True

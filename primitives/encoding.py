@@ -1,0 +1,96 @@
+"""Canonical MessagePack (PROTOCOL §1): the only byte form that is ever hashed or signed.
+
+Canonical values are maps with string keys (sorted by their UTF-8 bytes), arrays,
+strings, integers 0 <= n < 2**63 and booleans. Nothing else: no floats, no nil,
+no bin. Decoding is strict: the input must be exactly the canonical encoding of
+what it decodes to, so decode followed by encode gives back the input bytes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+
+MAX_INT = 2**63 - 1
+MAX_DEPTH = 32
+
+
+class EncodingError(ValueError):
+    """Input that is not a canonical value, or not canonically encoded."""
+
+
+def check_value(value: Any, depth: int = 0) -> None:
+    """Raise EncodingError unless `value` is made only of canonical types."""
+    if depth > MAX_DEPTH:
+        raise EncodingError("nesting deeper than %d levels" % MAX_DEPTH)
+    if isinstance(value, bool) or isinstance(value, str):
+        return
+    if isinstance(value, int):
+        if not 0 <= value <= MAX_INT:
+            raise EncodingError("integer %d out of range 0..2^63-1" % value)
+        return
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise EncodingError("map key %r is not a string" % (key,))
+            check_value(item, depth + 1)
+        return
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            check_value(item, depth + 1)
+        return
+    if value is None:
+        raise EncodingError("nil is not allowed")
+    if isinstance(value, float):
+        raise EncodingError("floats are not allowed")
+    if isinstance(value, (bytes, bytearray)):
+        raise EncodingError("binary values must be hex strings")
+    raise EncodingError("type %s is not allowed" % type(value).__name__)
+
+
+def _sorted(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _sorted(value[key]) for key in sorted(value, key=lambda k: k.encode())}
+    if isinstance(value, (list, tuple)):
+        return [_sorted(item) for item in value]
+    return value
+
+
+_packer = msgpack.Packer(use_bin_type=True)
+
+
+def canonical_bytes(value: Any) -> bytes:
+    """The canonical encoding of a value (maps sorted recursively, shortest forms)."""
+    check_value(value)
+    return _packer.pack(_sorted(value))
+
+
+def encode_trusted(value: Any) -> bytes:
+    """canonical_bytes for values the caller built itself and already sorted or
+    that hold only map keys in sorted order; skips the type walk on hot paths."""
+    return _packer.pack(_sorted(value))
+
+
+def decode_canonical(data: bytes, *, max_bytes: int) -> Any:
+    """Decode canonical bytes strictly; raise EncodingError naming what is wrong."""
+    if not isinstance(data, (bytes, bytearray)):
+        raise EncodingError("input is not bytes")
+    if len(data) == 0:
+        raise EncodingError("empty input")
+    if len(data) > max_bytes:
+        raise EncodingError("input of %d bytes exceeds the limit of %d" % (len(data), max_bytes))
+    try:
+        value = msgpack.unpackb(
+            bytes(data), raw=False, use_list=True, strict_map_key=False
+        )
+    except msgpack.ExtraData:
+        raise EncodingError("trailing bytes after the value") from None
+    except (ValueError, msgpack.UnpackException, TypeError, RecursionError) as exc:
+        raise EncodingError("not valid MessagePack: %s" % exc) from None
+    check_value(value)
+    if _packer.pack(_sorted(value)) != bytes(data):
+        raise EncodingError(
+            "not canonical MessagePack (longer forms than needed, unsorted or duplicate map keys)"
+        )
+    return value
