@@ -47,6 +47,11 @@ class Application(Protocol):
         rules (strictly after the parent, within the drift of the local clock)."""
         ...
 
+    def has_pending(self) -> bool:
+        """Whether transactions wait to be proposed (the leader proposes at once
+        instead of waiting for the empty-block interval)."""
+        ...
+
     def max_clock_drift_ms(self) -> int:
         """The chain parameter in force for the next block."""
         ...
