@@ -1,0 +1,83 @@
+"""Canonical encoding, hashing and signatures behave exactly as PROTOCOL §1 says."""
+
+from __future__ import annotations
+
+import hashlib
+
+import msgpack
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from primitives.crypto import SigningKey, is_hex, sha256_hex, verify
+from primitives.encoding import EncodingError, canonical_bytes, decode_canonical
+from primitives.merkle import merkle_root
+
+canonical_values = st.recursive(
+    st.booleans() | st.integers(0, 2**63 - 1) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(canonical_values)
+def test_decode_then_encode_gives_back_the_bytes(value: object) -> None:
+    """Any canonical value round-trips byte for byte."""
+    data = canonical_bytes(value)
+    assert canonical_bytes(decode_canonical(data, max_bytes=1 << 20)) == data
+
+
+def test_map_keys_are_sorted_by_utf8_bytes() -> None:
+    """Keys sort by their UTF-8 bytes, recursively, as the protocol's Python recipe does."""
+    value = {"b": 1, "a": {"é": 1, "z": 2}, "A": True}
+    expected = msgpack.packb(
+        {"A": True, "a": {"z": 2, "é": 1}, "b": 1}, use_bin_type=True
+    )
+    assert canonical_bytes(value) == expected
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (msgpack.packb({"b": 1, "a": 2}), "not canonical"),
+        (b"\xcc\x01", "not canonical"),  # 1 as uint8 instead of a fixint
+        (b"\xd9\x01a", "not canonical"),  # "a" as str8 instead of fixstr
+        (b"\x82\xa1a\x01\xa1a\x02", "not canonical"),  # duplicate key
+        (msgpack.packb(1.5), "floats"),
+        (msgpack.packb(None), "nil"),
+        (msgpack.packb(b"x", use_bin_type=True), "binary"),
+        (msgpack.packb(-1), "out of range"),
+        (msgpack.packb({1: 2}), "not a string"),
+        (b"\x01\x02", "trailing"),
+        (b"\x92\x01", "not valid"),
+        (b"", "empty"),
+        (b"\x01" * 10, "exceeds"),
+    ],
+)
+def test_strict_decoding_rejects_with_a_reason(data: bytes, reason: str) -> None:
+    """Every non-canonical input is refused with a message naming what is wrong."""
+    with pytest.raises(EncodingError, match=reason):
+        decode_canonical(data, max_bytes=9)
+
+
+def test_signatures_verify_only_for_the_signed_message_and_key() -> None:
+    """A signature checks against its key and message, and nothing else."""
+    key = SigningKey(hashlib.sha256(b"seed").digest())
+    other = SigningKey.generate()
+    signature = key.sign(b"message")
+    assert is_hex(signature, 64) and is_hex(key.public_key, 32)
+    assert verify(key.public_key, b"message", signature)
+    assert not verify(key.public_key, b"messagE", signature)
+    assert not verify(other.public_key, b"message", signature)
+    assert not verify(key.public_key, b"message", "zz" * 64)
+    assert not verify("00" * 31, b"message", signature)
+
+
+def test_merkle_root_commits_to_order_and_content() -> None:
+    """The root changes with any leaf or order change; the empty root is sha256('')."""
+    assert merkle_root([]) == sha256_hex(b"")
+    leaves = [b"a", b"b", b"c"]
+    assert merkle_root(leaves) != merkle_root([b"b", b"a", b"c"])
+    assert merkle_root(leaves) != merkle_root([b"a", b"b", b"d"])
+    assert merkle_root(leaves) != merkle_root([b"a", b"b"])
+    assert merkle_root(leaves) == merkle_root(list(leaves))
