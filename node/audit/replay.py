@@ -1,0 +1,367 @@
+"""The replay core: check a chain from genesis against the rules, trusting no node.
+
+Pure code over a block source (an iterator of SourceBlock from height 1 on):
+for every block, in this order, the first failure raising an AuditError that
+names the height, the transaction (index and id) and what differs:
+
+1. height is the next one (a reordered or missing block shows here) and the
+   chain id is the genesis chain's;
+2. parent is the hash of the previous header (64 zeros for block 1), time is
+   strictly after the parent's (the genesis time for block 1);
+3. the commit certificate holds a quorum of valid signatures, all from the
+   validator set in force at this height as the replayed state says (a change
+   executed in block h applies from h+2), over this header's hash;
+4. the proposer is a validator at this height; at most max_block_txs txs;
+5. every transaction is well formed, for this chain, and correctly signed
+   (signatures are checked in a process pool ahead of execution);
+6. tx_root matches the transaction ids;
+7. re-execution with contracts gives, for every transaction, the result code
+   the node claims;
+8. results_root and state_root match the re-executed results and state.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from consensus.types import ZERO_HASH, CertificateError, CommitCertificate, ValidatorSet, header_hash
+from contracts.block import compute_results_root, compute_tx_root
+from contracts.execution import BlockContext, Result, execute_block
+from contracts.genesis import Genesis, GenesisError, genesis_writes, load_genesis
+from contracts.queries import params_info, validator_set_at
+from contracts.state import DictView
+from contracts.state_tree import EMPTY_ROOT, MemoryNodeStore, apply_changes
+from contracts.transactions import SignedTx, TxError, parse_tx
+from node.audit.errors import AuditError
+from node.audit.signatures import SignatureChecker
+from node.audit.sources import SourceBlock
+from primitives.encoding import EncodingError, canonical_bytes
+
+# How far signature checks run ahead of execution, in blocks and in transactions.
+LOOKAHEAD_BLOCKS = 64
+LOOKAHEAD_TXS = 20_000
+
+
+@dataclass(frozen=True)
+class ReplayedBlock:
+    """What one checked block did; handed to observers (report, export)."""
+
+    height: int
+    hash: str
+    header: dict[str, Any]
+    view: int
+    signers: tuple[str, ...]
+    txs: list[SignedTx]
+    results: list[Result]
+    writes: dict[str, Any]
+    state: DictView  # the state after this block (read it during the callback only)
+    state_before: Callable[[str], Any]  # values as they were before this block
+
+
+class BlockObserver(Protocol):
+    def on_block(self, block: ReplayedBlock) -> None:
+        ...
+
+
+@dataclass
+class ReplayedChain:
+    genesis: Genesis
+    genesis_state_root: str
+    height: int
+    head_hash: str
+    state_root: str
+    blocks: int = 0
+    txs: int = 0
+    elapsed_s: float = 0.0
+    state: dict[str, Any] = field(default_factory=dict, repr=False)
+    node_store: MemoryNodeStore | None = field(default=None, repr=False)
+
+
+@dataclass
+class _Prepared:
+    source: SourceBlock
+    txs: list[SignedTx]
+    problem: AuditError | None
+    signature_futures: list[Future[list[int]]]
+
+
+def _expected_height_of(source_block: SourceBlock) -> Any:
+    return source_block.header.get("height") if isinstance(source_block.header, dict) else None
+
+
+class _Replayer:
+    def __init__(
+        self,
+        genesis_obj: dict[str, Any],
+        checker: SignatureChecker,
+        observers: Iterable[BlockObserver],
+        on_progress: Callable[[int, int], None] | None,
+    ) -> None:
+        try:
+            self.genesis = load_genesis(genesis_obj)
+        except GenesisError as exc:
+            raise AuditError(0, str(exc), check="genesis") from None
+        self.chain_id = self.genesis.chain_id
+        self.checker = checker
+        self.observers = list(observers)
+        self.on_progress = on_progress
+        # One live view over the replayed state (DictView copies what it is given).
+        self.view = DictView()
+        self.state: dict[str, Any] = self.view.values
+        self.store = MemoryNodeStore()
+        writes = genesis_writes(self.genesis)
+        self.root, nodes = apply_changes(self.store, EMPTY_ROOT, writes)
+        self.store.put_nodes(nodes)
+        self._apply_writes(writes)
+        self.genesis_root = self.root
+        self.height = 0
+        self.head_hash = ZERO_HASH
+        self.head_time_ms = self.genesis.genesis_time
+        self.tx_count = 0
+
+    def _apply_writes(self, writes: dict[str, Any]) -> None:
+        for key, value in writes.items():
+            if value is None:
+                self.state.pop(key, None)
+            else:
+                self.state[key] = value
+
+    # -- preparing ahead: decode, parse, start the signature checks ---------------------
+    def prepare(self, source_block: SourceBlock) -> _Prepared:
+        height = _expected_height_of(source_block)
+        height = height if isinstance(height, int) else -1
+        txs: list[SignedTx] = []
+        problem: AuditError | None = None
+        for index, obj in enumerate(source_block.txs):
+            try:
+                tx = parse_tx(obj)
+            except TxError as exc:
+                problem = AuditError(height, "transaction is %s" % exc, tx_index=index, check="transaction")
+                break
+            if tx.chain_id != self.chain_id:
+                problem = AuditError(
+                    height,
+                    "transaction is for chain %r, the chain is %r" % (tx.chain_id, self.chain_id),
+                    tx_index=index,
+                    tx_id=tx.id,
+                    check="transaction",
+                )
+                break
+            txs.append(tx)
+        futures = self.checker.submit([(tx.sender, tx.payload, tx.signature or "") for tx in txs])
+        return _Prepared(source_block, txs, problem, futures)
+
+    # -- checking one block ------------------------------------------------------------
+    def check(self, prepared: _Prepared) -> None:
+        source_block = prepared.source
+        header = source_block.header
+        expected = self.height + 1
+        if not isinstance(header, dict):
+            raise AuditError(expected, "header is not a map", check="header")
+        height = header.get("height")
+        if height != expected:
+            raise AuditError(
+                expected,
+                "expected block %d next, the node gave block %r (a block is missing or out of order)"
+                % (expected, height),
+                check="height",
+            )
+        try:
+            block_hash = header_hash(header)
+        except EncodingError as exc:
+            raise AuditError(expected, "header is not canonical: %s" % exc, check="header") from None
+        if header.get("chain_id") != self.chain_id:
+            raise AuditError(
+                expected, "header chain_id %r is not %r" % (header.get("chain_id"), self.chain_id), check="header"
+            )
+        if header.get("parent") != self.head_hash:
+            raise AuditError(
+                expected,
+                "parent %s is not the hash of block %d (%s)" % (header.get("parent"), self.height, self.head_hash),
+                check="parent",
+            )
+        block_time = header.get("time")
+        if not isinstance(block_time, int) or isinstance(block_time, bool) or block_time <= self.head_time_ms:
+            raise AuditError(
+                expected,
+                "time %r is not after the parent's time %d" % (block_time, self.head_time_ms),
+                check="time",
+            )
+        if source_block.claimed_hash is not None and source_block.claimed_hash != block_hash:
+            raise AuditError(
+                expected,
+                "the node says the block hash is %s, its header hashes to %s" % (source_block.claimed_hash, block_hash),
+                check="hash",
+            )
+        view = self.view
+        validators = ValidatorSet(tuple(item["pubkey"] for item in validator_set_at(view, expected)))
+        certificate = self._certificate(expected, block_hash, source_block.commit)
+        try:
+            certificate.verify(self.chain_id, validators, block_hash)
+        except CertificateError as exc:
+            raise AuditError(expected, str(exc), check="certificate") from None
+        if header.get("proposer") not in validators:
+            raise AuditError(
+                expected, "proposer %r is not a validator at this height" % (header.get("proposer"),), check="header"
+            )
+        if prepared.problem is not None:
+            raise prepared.problem
+        txs = prepared.txs
+        max_block_txs = params_info(view)["params"]["max_block_txs"]
+        if len(txs) > max_block_txs:
+            raise AuditError(
+                expected, "%d transactions, max_block_txs is %d" % (len(txs), max_block_txs), check="transaction"
+            )
+        bad = SignatureChecker.bad_indexes(prepared.signature_futures)
+        if bad:
+            index = bad[0]
+            raise AuditError(
+                expected,
+                "signature does not verify for sender %s (the transaction was altered or forged)" % txs[index].sender,
+                tx_index=index,
+                tx_id=txs[index].id,
+                check="signature",
+            )
+        tx_root = compute_tx_root(txs)
+        if header.get("tx_root") != tx_root:
+            raise AuditError(
+                expected, "tx_root in header %s, the transactions give %s" % (header.get("tx_root"), tx_root),
+                check="tx_root",
+            )
+        context = BlockContext(chain_id=self.chain_id, height=expected, time_ms=block_time)
+        outcome = execute_block(view, txs, context)
+        claimed = source_block.results
+        if len(claimed) != len(outcome.results):
+            raise AuditError(
+                expected,
+                "the node gives %d results for %d transactions" % (len(claimed), len(outcome.results)),
+                check="results",
+            )
+        for index, (claimed_code, result) in enumerate(zip(claimed, outcome.results)):
+            if claimed_code != result.code:
+                raise AuditError(
+                    expected,
+                    "the node says result %r, the rules give %r (%s)" % (claimed_code, result.code, result.message),
+                    tx_index=index,
+                    tx_id=txs[index].id,
+                    check="result",
+                )
+        results_root = compute_results_root(outcome.results)
+        if header.get("results_root") != results_root:
+            raise AuditError(
+                expected,
+                "results_root in header %s, re-execution gives %s" % (header.get("results_root"), results_root),
+                check="results_root",
+            )
+        state_root, nodes = apply_changes(self.store, self.root, outcome.writes)
+        if header.get("state_root") != state_root:
+            raise AuditError(
+                expected,
+                "state_root in header %s, re-execution gives %s" % (header.get("state_root"), state_root),
+                check="state_root",
+            )
+        before = {key: self.state.get(key) for key in outcome.writes}
+        self.store.put_nodes(nodes)
+        self._apply_writes(outcome.writes)
+        self.root = state_root
+        self.height = expected
+        self.head_hash = block_hash
+        self.head_time_ms = block_time
+        self.tx_count += len(txs)
+        if self.observers:
+            record = ReplayedBlock(
+                height=expected,
+                hash=block_hash,
+                header=header,
+                view=certificate.view,
+                signers=tuple(validator for validator, _ in certificate.signatures),
+                txs=txs,
+                results=outcome.results,
+                writes=outcome.writes,
+                state=self.view,
+                state_before=lambda key: before[key] if key in before else self.state.get(key),
+            )
+            for observer in self.observers:
+                observer.on_block(record)
+
+    @staticmethod
+    def _certificate(height: int, block_hash: str, commit: Any) -> CommitCertificate:
+        if not isinstance(commit, dict) or not isinstance(commit.get("signatures"), list):
+            raise AuditError(height, "the block has no commit certificate", check="certificate")
+        try:
+            signatures = tuple(
+                sorted((item["validator"], item["signature"]) for item in commit["signatures"])
+            )
+        except (KeyError, TypeError):
+            raise AuditError(height, "malformed commit certificate signatures", check="certificate") from None
+        if not all(isinstance(part, str) for pair in signatures for part in pair):
+            raise AuditError(height, "malformed commit certificate signatures", check="certificate")
+        return CommitCertificate(height=height, view=commit.get("view"), block=block_hash, signatures=signatures)
+
+    # -- the pipeline ------------------------------------------------------------------
+    def run(self, blocks: Iterable[SourceBlock], expected_height: int | None) -> ReplayedChain:
+        started = time.perf_counter()
+        pending: deque[_Prepared] = deque()
+        pending_txs = 0
+        iterator: Iterator[SourceBlock] = iter(blocks)
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < LOOKAHEAD_BLOCKS and pending_txs < LOOKAHEAD_TXS:
+                try:
+                    source_block = next(iterator)
+                except StopIteration:
+                    exhausted = True
+                    break
+                prepared = self.prepare(source_block)
+                pending.append(prepared)
+                pending_txs += len(prepared.txs)
+            if not pending:
+                break
+            prepared = pending.popleft()
+            pending_txs -= len(prepared.txs)
+            self.check(prepared)
+            if self.on_progress is not None:
+                self.on_progress(self.height, self.tx_count)
+        if expected_height is not None and self.height < expected_height:
+            raise AuditError(
+                self.height + 1,
+                "the node reports height %d but block %d is missing" % (expected_height, self.height + 1),
+                check="height",
+            )
+        return ReplayedChain(
+            genesis=self.genesis,
+            genesis_state_root=self.genesis_root,
+            height=self.height,
+            head_hash=self.head_hash,
+            state_root=self.root,
+            blocks=self.height,
+            txs=self.tx_count,
+            elapsed_s=time.perf_counter() - started,
+            state=self.state,
+            node_store=self.store,
+        )
+
+
+def replay_chain(
+    genesis_obj: dict[str, Any],
+    blocks: Iterable[SourceBlock],
+    *,
+    checker: SignatureChecker,
+    expected_height: int | None = None,
+    observers: Iterable[BlockObserver] = (),
+    on_progress: Callable[[int, int], None] | None = None,
+) -> ReplayedChain:
+    """Check every block from genesis; raise AuditError at the first mismatch."""
+    replayer = _Replayer(genesis_obj, checker, observers, on_progress)
+    return replayer.run(blocks, expected_height)
+
+
+def genesis_hash_of(genesis_obj: dict[str, Any]) -> str:
+    from primitives.crypto import sha256_hex
+
+    return sha256_hex(canonical_bytes(genesis_obj))
