@@ -1,7 +1,7 @@
 """The node's LevelDB (plyvel): blocks, certificates, results, indexes, state and journal.
 
 Everything a committed block changes (block, certificate, results, tx index,
-state values, new state-tree nodes, owner and history indexes, meta) goes into
+state values, new state-tree nodes, the owner index, meta) goes into
 one write batch written with sync=True, so a kill at any instant leaves either
 the old height or the new one. State-tree nodes are content-addressed and never
 deleted, so proofs at old heights keep working. Journal appends (what this
@@ -16,28 +16,28 @@ Key layout (one-letter prefixes; heights big-endian so they sort):
   t<tx id hex>            {"height", "index"}
   s<state key>            flat state value (latest)
   n<node hash>            state-tree node bytes
-  j<sequence>             safety-journal record
+  j<height><sequence>     safety-journal record (pruned by height)
   o<owner>/<token id>     tokens-by-owner index (empty value)
-  x<token id>\0<height><index>  token history entry
+
+Token history lives in the state itself (contracts keep it), so it is not indexed here.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import plyvel
 
 from consensus.types import Block, CommitCertificate
+from contracts.state import token_id_of_key
 from node.errors import NodeSetupError
 from primitives.encoding import canonical_bytes, decode_canonical, encode_trusted
 
 MAX_RECORD_BYTES = 512 * 1024 * 1024
 _U64 = struct.Struct(">Q")
-_U32 = struct.Struct(">I")
 
 
 def _height_key(prefix: bytes, height: int) -> bytes:
@@ -47,20 +47,6 @@ def _height_key(prefix: bytes, height: int) -> bytes:
 def _decode(data: bytes) -> Any:
     # Our own records: trusted, but still decoded strictly to catch disk corruption.
     return decode_canonical(data, max_bytes=MAX_RECORD_BYTES)
-
-
-@dataclass(frozen=True)
-class TokenMove:
-    """One entry of a token's history, for the index kept beside the state."""
-
-    token: str
-    owner: str
-    previous_owner: str | None
-    acquired_by: str
-    at_ms: int
-    height: int
-    index: int
-    tx: str
 
 
 class Storage:
@@ -153,15 +139,6 @@ class Storage:
                 break
         return tokens
 
-    def token_history(self, token: str, *, limit: int = 10_000) -> list[dict[str, Any]]:
-        prefix = b"x" + token.encode() + b"\x00"
-        entries = []
-        for _, value in self._db.iterator(prefix=prefix):
-            entries.append(_decode(value))
-            if len(entries) >= limit:
-                break
-        return entries
-
     # ---- commit -----------------------------------------------------------
     def commit(
         self,
@@ -171,7 +148,6 @@ class Storage:
         writes: Mapping[str, Any],
         new_nodes: Mapping[bytes, bytes],
         tx_ids: list[str],
-        token_moves: Iterable[TokenMove] = (),
         extra_meta: Mapping[str, Any] | None = None,
     ) -> None:
         """Write a final block and all it changes in one synced atomic batch.
@@ -191,27 +167,30 @@ class Storage:
                     batch.put(b"s" + key.encode(), canonical_bytes(value))
             for node_hash, node in new_nodes.items():
                 batch.put(b"n" + node_hash, node)
-            for move in token_moves:
-                if move.previous_owner is not None:
-                    batch.delete(b"o" + move.previous_owner.encode() + b"/" + move.token.encode())
-                batch.put(b"o" + move.owner.encode() + b"/" + move.token.encode(), b"")
-                batch.put(
-                    b"x" + move.token.encode() + b"\x00" + _U64.pack(move.height) + _U32.pack(move.index),
-                    canonical_bytes(
-                        {
-                            "owner": move.owner,
-                            "acquired_by": move.acquired_by,
-                            "at": move.at_ms,
-                            "height": move.height,
-                            "tx": move.tx,
-                        }
-                    ),
-                )
+            for token, old_owner, new_owner in self._owner_changes(writes):
+                if old_owner is not None:
+                    batch.delete(b"o" + old_owner.encode() + b"/" + token.encode())
+                if new_owner is not None:
+                    batch.put(b"o" + new_owner.encode() + b"/" + token.encode(), b"")
             batch.put(b"mheight", canonical_bytes(height))
             batch.put(b"mhead", canonical_bytes(block.hash))
             batch.put(b"mstate_root", canonical_bytes(block.header["state_root"]))
             for name, value in (extra_meta or {}).items():
                 batch.put(b"m" + name.encode(), canonical_bytes(value))
+
+    def _owner_changes(self, writes: Mapping[str, Any]) -> list[tuple[str, str | None, str | None]]:
+        """(token, previous owner, new owner) for each token record the writes touch."""
+        changes = []
+        for key, value in writes.items():
+            token = token_id_of_key(key)
+            if token is None:
+                continue
+            previous = self.state_get(key)
+            old_owner = previous.get("owner") if isinstance(previous, dict) else None
+            new_owner = value.get("owner") if isinstance(value, dict) else None
+            if old_owner != new_owner:
+                changes.append((token, old_owner, new_owner))
+        return changes
 
     def write_genesis(
         self, genesis_hash: str, writes: Mapping[str, Any], new_nodes: Mapping[bytes, bytes], state_root: str
@@ -230,23 +209,27 @@ class Storage:
 
     # ---- safety journal ---------------------------------------------------
     def _last_journal_sequence(self) -> int:
-        for key in self._db.iterator(prefix=b"j", reverse=True, include_value=False):
-            return _U64.unpack(key[1:])[0]
-        return 0
+        last = 0
+        for key in self._db.iterator(prefix=b"j", include_value=False):
+            last = max(last, _U64.unpack(key[9:17])[0])
+        return last
 
-    def journal_append(self, record: bytes) -> None:
+    def journal_append(self, record: dict[str, Any]) -> None:
         """Append what the validator is about to send; synced before it returns."""
-        self._db.put(b"j" + _U64.pack(self._journal_next), bytes(record), sync=True)
+        height = int(record.get("height", 0))
+        key = b"j" + _U64.pack(height) + _U64.pack(self._journal_next)
+        self._db.put(key, canonical_bytes(record), sync=True)
         self._journal_next += 1
 
-    def journal_records(self) -> list[bytes]:
-        return [value for _, value in self._db.iterator(prefix=b"j")]
+    def journal_records(self) -> list[dict[str, Any]]:
+        """All journal records in the order they were written."""
+        entries = [
+            (_U64.unpack(key[9:17])[0], _decode(value)) for key, value in self._db.iterator(prefix=b"j")
+        ]
+        return [record for _, record in sorted(entries, key=lambda entry: entry[0])]
 
-    def journal_prune(self, keep_last: int) -> None:
-        """Drop old journal records; the replica says what it still needs."""
-        cutoff = self._journal_next - keep_last
-        if cutoff <= 1:
-            return
+    def journal_prune_below(self, height: int) -> None:
+        """Drop records of heights already decided; consensus never needs them again."""
         with self._db.write_batch(sync=True) as batch:
-            for key in self._db.iterator(prefix=b"j", stop=b"j" + _U64.pack(cutoff), include_value=False):
+            for key in self._db.iterator(prefix=b"j", stop=b"j" + _U64.pack(height), include_value=False):
                 batch.delete(key)

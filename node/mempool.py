@@ -1,0 +1,171 @@
+"""Transactions admitted but not yet committed.
+
+Admission runs the checks of PROTOCOL §2 in order (malformed, too_large,
+wrong_chain, bad_signature, unknown_sender, stale_nonce, nonce_gap) and
+answers a known transaction as if it were new. Each sender's transactions are
+kept by nonce; a block takes them in nonce order from the account's nonce and
+stops at a gap, so a transaction with a missing predecessor waits. The pool is
+bounded per sender and in total (503 mempool_full past either bound).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from contracts.transactions import SignedTx, TxError, check_admission_static, parse_tx
+from node.rpc_support import RpcError
+
+MAX_NONCE_AHEAD = 1024
+SIGNATURE_CACHE_SIZE = 200_000
+
+AccountNonce = Callable[[str], "int | None"]
+
+
+class MempoolFull(Exception):
+    pass
+
+
+class SignatureCache:
+    """Ids of transactions whose signature this node already checked (bounded, oldest out)."""
+
+    def __init__(self, capacity: int = SIGNATURE_CACHE_SIZE) -> None:
+        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._capacity = capacity
+
+    def __contains__(self, tx_id: object) -> bool:
+        return tx_id in self._ids
+
+    def add(self, tx_id: str) -> None:
+        self._ids[tx_id] = None
+        self._ids.move_to_end(tx_id)
+        while len(self._ids) > self._capacity:
+            self._ids.popitem(last=False)
+
+    def check(self, tx: SignedTx, chain_id: str) -> None:
+        """check_admission_static, skipped for a transaction already checked.
+        The cache key is the id plus signature, so a different signature is checked anew."""
+        key = tx.id + (tx.signature or "")
+        if key in self._ids:
+            if tx.chain_id != chain_id:
+                raise TxError("wrong_chain", "transaction is for chain %r" % tx.chain_id)
+            return
+        check_admission_static(tx, chain_id)
+        self.add(key)
+
+
+@dataclass(frozen=True)
+class Admitted:
+    tx: SignedTx
+    is_new: bool
+
+
+class Mempool:
+    def __init__(
+        self,
+        *,
+        chain_id: str,
+        account_nonce: AccountNonce,
+        signatures: SignatureCache,
+        max_txs: int,
+        max_per_sender: int,
+    ) -> None:
+        self._chain_id = chain_id
+        self._account_nonce = account_nonce
+        self._signatures = signatures
+        self._max_txs = max_txs
+        self._max_per_sender = max_per_sender
+        self._by_id: dict[str, SignedTx] = {}
+        # sender -> nonce -> ids (first one is proposed; later ones are evicted once stale)
+        self._by_sender: dict[str, dict[int, list[str]]] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __contains__(self, tx_id: object) -> bool:
+        return tx_id in self._by_id
+
+    def get(self, tx_id: str) -> SignedTx | None:
+        return self._by_id.get(tx_id)
+
+    def admit(self, obj: object, *, is_committed: Callable[[str], bool]) -> Admitted:
+        """Run the admission checks; raise RpcError with the protocol code when refused."""
+        try:
+            tx = parse_tx(obj)
+        except TxError as exc:
+            raise RpcError(400, exc.code, exc.message) from None
+        if tx.id in self._by_id or is_committed(tx.id):
+            return Admitted(self._by_id.get(tx.id, tx), is_new=False)
+        try:
+            self._signatures.check(tx, self._chain_id)
+        except TxError as exc:
+            raise RpcError(400, exc.code, exc.message) from None
+        account_nonce = self._account_nonce(tx.sender)
+        if account_nonce is None:
+            raise RpcError(400, "unknown_sender", "no account %s" % tx.sender)
+        if tx.nonce < account_nonce:
+            raise RpcError(400, "stale_nonce", "nonce %d is below the account's nonce %d" % (tx.nonce, account_nonce))
+        if tx.nonce > account_nonce + MAX_NONCE_AHEAD:
+            raise RpcError(
+                400,
+                "nonce_gap",
+                "nonce %d is more than %d above the account's nonce %d" % (tx.nonce, MAX_NONCE_AHEAD, account_nonce),
+            )
+        pending = self._by_sender.get(tx.sender, {})
+        if sum(len(ids) for ids in pending.values()) >= self._max_per_sender:
+            raise RpcError(503, "mempool_full", "sender %s already has %d pending transactions" % (tx.sender[:16], self._max_per_sender))
+        if len(self._by_id) >= self._max_txs:
+            raise RpcError(503, "mempool_full", "the mempool holds %d transactions; try again shortly" % self._max_txs)
+        self._by_id[tx.id] = tx
+        self._by_sender.setdefault(tx.sender, {}).setdefault(tx.nonce, []).append(tx.id)
+        return Admitted(tx, is_new=True)
+
+    def has_ready(self) -> bool:
+        """Whether some sender has a transaction at its account's nonce."""
+        for sender, by_nonce in self._by_sender.items():
+            if self._account_nonce(sender) in by_nonce:
+                return True
+        return False
+
+    def reap(self, max_txs: int) -> list[SignedTx]:
+        """Transactions for the next block: per sender, consecutive nonces from the account's."""
+        chosen: list[SignedTx] = []
+        for sender, by_nonce in self._by_sender.items():
+            nonce = self._account_nonce(sender)
+            if nonce is None:
+                continue
+            while len(chosen) < max_txs and nonce in by_nonce:
+                chosen.append(self._by_id[by_nonce[nonce][0]])
+                nonce += 1
+            if len(chosen) >= max_txs:
+                break
+        return chosen
+
+    def remove_committed(self, tx_ids: Iterable[str], senders: Iterable[str]) -> None:
+        """Drop committed transactions and any the new nonces made stale."""
+        for tx_id in tx_ids:
+            tx = self._by_id.get(tx_id)
+            if tx is not None:
+                self._drop(tx)
+        for sender in set(senders):
+            by_nonce = self._by_sender.get(sender)
+            if not by_nonce:
+                continue
+            account_nonce = self._account_nonce(sender) or 0
+            for nonce in [n for n in by_nonce if n < account_nonce]:
+                for tx_id in list(by_nonce[nonce]):
+                    self._drop(self._by_id[tx_id])
+
+    def _drop(self, tx: SignedTx) -> None:
+        self._by_id.pop(tx.id, None)
+        by_nonce = self._by_sender.get(tx.sender)
+        if by_nonce is None:
+            return
+        ids = by_nonce.get(tx.nonce)
+        if ids is not None and tx.id in ids:
+            ids.remove(tx.id)
+            if not ids:
+                del by_nonce[tx.nonce]
+        if not by_nonce:
+            del self._by_sender[tx.sender]
