@@ -123,7 +123,7 @@ class NodeService:
         return {"id": tx_id, "tx": pending.to_dict(), "status": "pending", "height": None, "index": None, "result": None}
 
     def account(self, account: str) -> dict[str, Any] | None:
-        return queries.account_info(self.view, account)
+        return queries.account_info(self.view, account, max(self.clock.now_ms(), self.last_block_time_ms()))
 
     def tokens_of(self, account: str, limit: int, cursor: str | None) -> dict[str, Any]:
         tokens = self.storage.tokens_of(account, after=cursor, limit=limit + 1)

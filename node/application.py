@@ -1,0 +1,202 @@
+"""The ledger side of the consensus boundary (consensus.application.Application).
+
+A proposal is executed without committing: its write set, results and new
+state-tree nodes are cached by block hash, so the commit that follows writes
+them without executing again. Every transaction's signature is checked once
+per node (on admission or when first seen in a proposal) and remembered by id.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from consensus.types import ZERO_HASH, Block, CommitCertificate, ValidatorSet
+from contracts.block import compute_results_root, compute_tx_root, seal_block
+from contracts.context import BlockContext, BlockOutcome
+from contracts.execution import execute_block
+from contracts.genesis import Genesis, genesis_header
+from contracts.helpers import get_params
+from contracts.queries import validator_set_at
+from contracts.state_tree import apply_changes
+from contracts.transactions import SignedTx, TxError, parse_tx
+from node.mempool import Mempool, SignatureCache
+from node.metrics import NodeMetrics
+from node.storage import Storage
+
+log = logging.getLogger("yuxi.chain")
+
+MAX_CACHED_EXECUTIONS = 16
+
+
+class LocalDivergence(RuntimeError):
+    """A certified block that this node's execution disagrees with: stop rather than fork."""
+
+
+@dataclass(frozen=True)
+class _Execution:
+    txs: list[SignedTx]
+    outcome: BlockOutcome
+    state_root: str
+    new_nodes: dict[bytes, bytes]
+
+
+class _CommittedView:
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+
+    def get(self, key: str) -> Any | None:
+        return self._storage.state_get(key)
+
+
+class NodeApplication:
+    def __init__(
+        self,
+        *,
+        genesis: Genesis,
+        storage: Storage,
+        mempool: Mempool,
+        signatures: SignatureCache,
+        metrics: NodeMetrics,
+        names: Callable[[], dict[str, str]],
+    ) -> None:
+        self.chain_id = genesis.chain_id
+        self._genesis = genesis
+        self._storage = storage
+        self._mempool = mempool
+        self._signatures = signatures
+        self._metrics = metrics
+        self._names = names
+        self._view = _CommittedView(storage)
+        self._executions: dict[str, _Execution] = {}
+        self._genesis_header: dict[str, Any] | None = None
+        self.on_commit: Callable[[Block, CommitCertificate, list[dict[str, Any]]], None] = lambda b, c, r: None
+
+    # ---- reads -----------------------------------------------------------
+    def committed_height(self) -> int:
+        return self._storage.height()
+
+    def committed_block(self, height: int) -> tuple[Block, CommitCertificate] | None:
+        if height < 1:
+            return None
+        block = self._storage.block(height)
+        certificate = self._storage.certificate(height)
+        if block is None or certificate is None:
+            return None
+        return block, certificate
+
+    def last_header(self) -> dict[str, Any]:
+        height = self._storage.height()
+        if height > 0:
+            block = self._storage.block(height)
+            if block is None:
+                raise RuntimeError("the database has no block at its own height %d" % height)
+            return block.header
+        if self._genesis_header is None:
+            self._genesis_header = genesis_header(self._genesis)
+        return self._genesis_header
+
+    def validator_set(self, height: int) -> ValidatorSet:
+        return ValidatorSet(tuple(entry["pubkey"] for entry in validator_set_at(self._view, height)))
+
+    def max_clock_drift_ms(self) -> int:
+        return int(get_params(self._view)["max_clock_drift_ms"])
+
+    def has_pending(self) -> bool:
+        return self._mempool.has_ready()
+
+    # ---- proposing and checking -----------------------------------------
+    def _parent_hash(self) -> str:
+        return self._storage.head_hash() or ZERO_HASH
+
+    def _execute(self, height: int, time_ms: int, txs: list[SignedTx]) -> _Execution:
+        context = BlockContext(chain_id=self.chain_id, height=height, time_ms=time_ms)
+        outcome = execute_block(self._view, txs, context)
+        state_root, new_nodes = apply_changes(self._storage, self._storage.state_root() or "", outcome.writes)
+        return _Execution(txs=txs, outcome=outcome, state_root=state_root, new_nodes=new_nodes)
+
+    def _remember(self, block_hash: str, execution: _Execution) -> None:
+        if len(self._executions) >= MAX_CACHED_EXECUTIONS:
+            self._executions.pop(next(iter(self._executions)))
+        self._executions[block_hash] = execution
+
+    def propose(self, height: int, time_ms: int, proposer: str) -> Block:
+        max_txs = int(get_params(self._view)["max_block_txs"])
+        txs = self._mempool.reap(max_txs)
+        header, outcome, new_nodes = seal_block(
+            self._view, self._storage, self.last_header(), txs, self.chain_id, height, time_ms, proposer
+        )
+        block = Block(header=header, txs=tuple(tx.to_dict() for tx in txs))
+        self._remember(block.hash, _Execution(txs, outcome, header["state_root"], new_nodes))
+        return block
+
+    def check_proposal(self, block: Block) -> str | None:
+        header = block.header
+        height = self._storage.height() + 1
+        if header.get("chain_id") != self.chain_id:
+            return "block is for chain %r" % header.get("chain_id")
+        if header.get("height") != height:
+            return "block height %r, expected %d" % (header.get("height"), height)
+        if header.get("parent") != self._parent_hash():
+            return "block does not extend our last committed block"
+        if block.hash in self._executions:
+            return None
+        max_txs = int(get_params(self._view)["max_block_txs"])
+        if len(block.txs) > max_txs:
+            return "block holds %d transactions, at most %d" % (len(block.txs), max_txs)
+        txs: list[SignedTx] = []
+        seen: set[str] = set()
+        for index, obj in enumerate(block.txs):
+            try:
+                tx = parse_tx(obj)
+                self._signatures.check(tx, self.chain_id)
+            except TxError as exc:
+                return "transaction %d: %s" % (index, exc)
+            if tx.id in seen:
+                return "transaction %d appears twice" % index
+            seen.add(tx.id)
+            txs.append(tx)
+        if header.get("tx_root") != compute_tx_root(txs):
+            return "tx_root does not match the transactions"
+        time_ms = header.get("time")
+        if isinstance(time_ms, bool) or not isinstance(time_ms, int):
+            return "block time is not an integer"
+        execution = self._execute(height, time_ms, txs)
+        if header.get("results_root") != compute_results_root(execution.outcome.results):
+            return "results_root differs from local execution"
+        if header.get("state_root") != execution.state_root:
+            return "state_root differs from local execution"
+        self._remember(block.hash, execution)
+        return None
+
+    # ---- committing -------------------------------------------------------
+    def commit(self, block: Block, certificate: CommitCertificate) -> None:
+        execution = self._executions.get(block.hash)
+        if execution is None:
+            reason = self.check_proposal(block)
+            if reason is not None:
+                raise LocalDivergence("certified block %d %s fails here: %s" % (block.height, block.hash, reason))
+            execution = self._executions[block.hash]
+        results = [result.to_dict() for result in execution.outcome.results]
+        tx_ids = [tx.id for tx in execution.txs]
+        self._storage.commit(block, certificate, results, execution.outcome.writes, execution.new_nodes, tx_ids)
+        self._executions.clear()
+        self._mempool.remove_committed(tx_ids, [tx.sender for tx in execution.txs])
+        self._metrics.commits.inc()
+        self._metrics.committed_txs.inc(len(tx_ids))
+        self._metrics.height.set(block.height)
+        self._metrics.mempool_size.set(len(self._mempool))
+        ok_count = sum(1 for result in results if result["code"] == "ok")
+        proposer = str(block.header.get("proposer", ""))
+        log.info(
+            "committed block %d %s… view %d, %d txs (%d ok), proposer %s",
+            block.height,
+            block.hash[:12],
+            certificate.view,
+            len(tx_ids),
+            ok_count,
+            self._names().get(proposer, proposer[:8]),
+        )
+        self.on_commit(block, certificate, results)
