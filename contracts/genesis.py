@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from consensus.types import ZERO_HASH
+from contracts.block import ZERO_HASH
 from contracts.governance import MAX_VALIDATORS, validator_problem
 from contracts.helpers import new_account
 from contracts.params import DEFAULT_PARAMS, params_problem
