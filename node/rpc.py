@@ -258,4 +258,7 @@ def make_rpc_app(service: NodeService, gate: WriteGate) -> web.Application:
     app.router.add_get("/v1/params", get_params)
     app.router.add_get("/metrics", get_metrics)
     app.router.add_post("/v1/dev/clock", set_dev_clock)
+    from node.audit.proofs import register_audit_routes  # auditor routes: state proofs, /v1/genesis
+
+    register_audit_routes(app, service)
     return app
