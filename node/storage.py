@@ -133,7 +133,7 @@ class Storage:
         prefix = b"o" + owner.encode() + b"/"
         start = prefix + after.encode() + b"\x00" if after is not None else prefix
         tokens: list[str] = []
-        for key in self._db.iterator(start=start, prefix=prefix, include_value=False):
+        for key in self._db.iterator(start=start, stop=prefix + b"\xff", include_value=False):
             tokens.append(key[len(prefix):].decode())
             if len(tokens) >= limit:
                 break

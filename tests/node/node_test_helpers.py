@@ -38,3 +38,25 @@ async def async_wait_until(predicate: Callable[[], bool], timeout_s: float, inte
             return True
         await asyncio.sleep(interval_s)
     return predicate()
+
+
+# ---- transactions on the development chain ------------------------------------------------
+
+import hashlib  # noqa: E402
+
+from contracts.transactions import sign_tx  # noqa: E402
+from primitives.crypto import SigningKey  # noqa: E402
+
+DEVNET = "yuxi-devnet"
+
+
+def user_key(label: str) -> SigningKey:
+    return SigningKey(hashlib.sha256(b"node test user " + label.encode()).digest())
+
+
+def signed(key: SigningKey, tx_type: str, nonce: int, body: dict, chain_id: str = DEVNET) -> dict:
+    return sign_tx({"chain_id": chain_id, "type": tx_type, "sender": key.public_key, "nonce": nonce, "body": body}, key)
+
+
+def register(authority: SigningKey, nonce: int, account: str, birth_date: str = "1990-05-17") -> dict:
+    return signed(authority, "register_account", nonce, {"account": account, "birth_date": birth_date, "kyc_ref": "ab" * 32})
