@@ -134,7 +134,7 @@ async def test_every_admission_error_has_its_code(node: Node, case: str, code: s
     elif case == "too_large":
         tx = signed(AUTHORITY, "propose", 1, {"action": "set_params", "args": {"pad": "x" * 17_000}})
     elif case == "wrong_chain":
-        tx = signed(AUTHORITY, "register_account", 1, tx["body"], chain_id="other-chain")
+        tx = signed(AUTHORITY, "register_account", 1, good["body"], chain_id="other-chain")
     elif case == "bad_signature":
         tx = dict(good, signature="00" * 64)
     elif case == "unknown_sender":
