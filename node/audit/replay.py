@@ -192,12 +192,6 @@ class _Replayer:
                 "time %r is not after the parent's time %d" % (block_time, self.head_time_ms),
                 check="time",
             )
-        if source_block.claimed_hash is not None and source_block.claimed_hash != block_hash:
-            raise AuditError(
-                expected,
-                "the node says the block hash is %s, its header hashes to %s" % (source_block.claimed_hash, block_hash),
-                check="hash",
-            )
         view = self.view
         validators = ValidatorSet(tuple(item["pubkey"] for item in validator_set_at(view, expected)))
         certificate = self._certificate(expected, block_hash, source_block.commit)
@@ -205,6 +199,12 @@ class _Replayer:
             certificate.verify(self.chain_id, validators, block_hash)
         except CertificateError as exc:
             raise AuditError(expected, str(exc), check="certificate") from None
+        if source_block.claimed_hash is not None and source_block.claimed_hash != block_hash:
+            raise AuditError(
+                expected,
+                "the node says the block hash is %s, its header hashes to %s" % (source_block.claimed_hash, block_hash),
+                check="hash",
+            )
         if header.get("proposer") not in validators:
             raise AuditError(
                 expected, "proposer %r is not a validator at this height" % (header.get("proposer"),), check="header"
