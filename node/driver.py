@@ -21,6 +21,7 @@ log = logging.getLogger("yuxi.consensus")
 
 INBOX_LIMIT = 20_000
 MAX_MESSAGES_PER_TURN = 500
+BEHIND_AFTER_MS = 10_000
 
 
 class ReplicaDriver:
@@ -45,10 +46,13 @@ class ReplicaDriver:
         self._names = names
         self._on_commit = on_commit
         self._inbox: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=INBOX_LIMIT)
-        self.view = 0
         self.dropped_messages = 0
-        self.behind = False
         self._seen_evidence: set[str] = set()
+
+    def is_behind(self, last_block_time_ms: int) -> bool:
+        """Catching up: the last committed block is far older than the chain's block pace
+        (an idle chain still makes an empty block about every second)."""
+        return self._clock.now_ms() - last_block_time_ms > BEHIND_AFTER_MS
 
     def deliver(self, peer: str, data: bytes) -> None:
         """Called by the peer links for each consensus frame; never blocks."""
@@ -88,12 +92,10 @@ class ReplicaDriver:
             elif isinstance(effect, Broadcast):
                 self._peers.broadcast(KIND_CONSENSUS, effect.data)
             elif isinstance(effect, Committed):
-                self.view = 0
                 self._metrics.view.set(0)
                 self._storage.journal_prune_below(effect.block.height + 1)
                 self._on_commit()
             elif isinstance(effect, ViewChanged):
-                self.view = effect.view
                 self._metrics.view.set(effect.view)
                 self._metrics.view_changes.inc()
                 leader = self._leader_name(effect.height, effect.view)

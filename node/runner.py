@@ -214,7 +214,7 @@ class NodeRuntime:
         assert self.key is not None  # run_node loads the key for a validator
         if self.key.public_key not in self.endpoints():
             log.warning("this node's key %s… is not in the validator set; it will only relay", self.key.public_key[:12])
-        replica = Replica(self.app, self.key, self.storage.journal_records(), ReplicaConfig())
+        replica = Replica(self.app, self.key, self.storage.journal_records(), ReplicaConfig(chain_id=self.genesis.chain_id))
         driver_holder: list[ReplicaDriver] = []
         peers = PeerNetwork(
             key=self.key,
@@ -235,7 +235,8 @@ class NodeRuntime:
             on_commit=peers.refresh,
         )
         driver_holder.append(driver)
-        self.service.current_view = lambda: driver.view
+        self.service.current_view = lambda: replica.view
+        self.service.syncing = lambda: driver.is_behind(self.service.last_block_time_ms())
         self.service.peer_count = lambda: peers.connected_peers
         self.service.on_new_tx = lambda tx: peers.broadcast(KIND_TX, tx.encoded)
         peer_app = web.Application(client_max_size=1024)

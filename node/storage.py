@@ -231,5 +231,5 @@ class Storage:
     def journal_prune_below(self, height: int) -> None:
         """Drop records of heights already decided; consensus never needs them again."""
         with self._db.write_batch(sync=True) as batch:
-            for key in self._db.iterator(prefix=b"j", stop=b"j" + _U64.pack(height), include_value=False):
+            for key in self._db.iterator(start=b"j", stop=b"j" + _U64.pack(height), include_value=False):
                 batch.delete(key)
