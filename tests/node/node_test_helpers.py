@@ -60,3 +60,91 @@ def signed(key: SigningKey, tx_type: str, nonce: int, body: dict, chain_id: str 
 
 def register(authority: SigningKey, nonce: int, account: str, birth_date: str = "1990-05-17") -> dict:
     return signed(authority, "register_account", nonce, {"account": account, "birth_date": birth_date, "kyc_ref": "ab" * 32})
+
+
+# ---- real node processes on loopback ------------------------------------------------------
+
+import json as _json  # noqa: E402
+import os  # noqa: E402
+import random  # noqa: E402
+import signal  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import urllib.error  # noqa: E402
+import urllib.request  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_base_port(count: int) -> int:
+    """A base port P with P+i and P+100+i free for i < count (rpc and peer ports of a testnet)."""
+    for _ in range(200):
+        base = random.randrange(20_000, 60_000, 10)
+        ports = [base + i for i in range(count)] + [base + 100 + i for i in range(count)]
+        try:
+            held = []
+            for port in ports:
+                sock = socket.socket()
+                held.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in held:
+                sock.close()
+        return base
+    raise RuntimeError("no free port range found")
+
+
+def yuxi_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "node", *args]
+
+
+def start_node_process(home: Path) -> subprocess.Popen[bytes]:
+    log = open(Path(home) / "node.log", "ab")
+    try:
+        return subprocess.Popen(
+            yuxi_command("node", "run", "--home", str(home)),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            start_new_session=True,
+        )
+    finally:
+        log.close()
+
+
+def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> int:
+    """SIGTERM, then SIGKILL if it does not stop in time; returns the exit status."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return process.returncode
+
+
+def http_json(url: str, body: object | None = None, timeout_s: float = 5.0) -> tuple[int, object]:
+    data = None if body is None else _json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:
+            return response.status, _json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, _json.loads(error.read() or b"null")
+
+
+def rpc_height(url: str) -> int:
+    try:
+        status, answer = http_json(url + "/v1/status", timeout_s=2.0)
+    except (OSError, ValueError):
+        return -1
+    return answer["height"] if status == 200 and isinstance(answer, dict) else -1
+
+
+def block_hash(url: str, height: int) -> str | None:
+    status, answer = http_json("%s/v1/blocks/%d" % (url, height))
+    return answer["hash"] if status == 200 and isinstance(answer, dict) else None
