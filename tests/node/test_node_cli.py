@@ -1,0 +1,143 @@
+"""The `yuxi` command line: keygen, genesis, clear one-line setup errors, and the supervised testnet."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import stat
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from node.config import render_config
+from node.testnet import prepare_testnet
+from node_test_helpers import REPO, free_base_port, rpc_height, wait_until, yuxi_command
+
+
+def run_yuxi(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(yuxi_command(*args), cwd=REPO, capture_output=True, text=True, timeout=timeout_s)
+
+
+def test_keygen_writes_a_private_key_file_and_prints_the_public_key(tmp_path: Path) -> None:
+    """keygen writes a mode-0600 key file, prints its public key, and will not overwrite it."""
+    out = tmp_path / "keys" / "validator.json"
+    result = run_yuxi("keygen", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    public_key = result.stdout.strip()
+    assert len(public_key) == 64 and json.loads(out.read_text())["public_key"] == public_key
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    again = run_yuxi("keygen", "--out", str(out))
+    assert again.returncode == 1 and "already exists" in again.stderr
+
+
+def test_genesis_from_key_files_and_the_dev_chain(tmp_path: Path) -> None:
+    """genesis builds a valid file from validator and role keys, or the development chain with --dev."""
+    keys = []
+    for name in ("v1", "v2", "authority"):
+        result = run_yuxi("keygen", "--out", str(tmp_path / (name + ".json")))
+        keys.append(result.stdout.strip())
+    out = tmp_path / "genesis.json"
+    result = run_yuxi(
+        "genesis", "--out", str(out), "--chain-id", "acme-main",
+        "--validator", "%s,alpha,10.0.0.1:8700" % (tmp_path / "v1.json"),
+        "--validator", "%s,beta,10.0.0.2:8700" % keys[1],
+        "--role", "governor=%s" % keys[2], "--role", "kyc_authority=%s" % (tmp_path / "authority.json"),
+        "--param", "min_age_years=16",
+    )
+    assert result.returncode == 0, result.stderr
+    genesis = json.loads(out.read_text())
+    assert [v["pubkey"] for v in genesis["validators"]] == keys[:2]
+    assert genesis["accounts"] == [{"account": keys[2], "roles": ["governor", "kyc_authority"]}]
+    dev = run_yuxi("genesis", "--dev", "--out", str(tmp_path / "dev.json"))
+    assert dev.returncode == 0 and json.loads((tmp_path / "dev.json").read_text())["chain_id"] == "yuxi-devnet"
+    bad = run_yuxi("genesis", "--out", str(tmp_path / "bad.json"), "--chain-id", "x", "--validator", "nonsense")
+    assert bad.returncode == 1 and bad.stderr.startswith("error: ")
+
+
+@pytest.mark.parametrize("problem", ["no_home", "no_config", "broken_config", "no_key", "broken_key", "broken_genesis", "port_in_use"])
+def test_node_run_explains_setup_problems_in_one_line(tmp_path: Path, problem: str) -> None:
+    """A missing or broken config, key or genesis, or a port in use, stops `node run` with one clear line."""
+    base_port = free_base_port(1)
+    home = prepare_testnet(1, tmp_path / "net", base_port)[0]
+    expected = {
+        "no_home": "does not exist",
+        "no_config": "config file",
+        "broken_config": "not valid TOML",
+        "no_key": "key file",
+        "broken_key": "key file",
+        "broken_genesis": "genesis file",
+        "port_in_use": "cannot be opened",
+    }[problem]
+    blocker = None
+    if problem == "no_home":
+        home = tmp_path / "missing"
+    elif problem == "no_config":
+        (home / "config.toml").unlink()
+    elif problem == "broken_config":
+        (home / "config.toml").write_text("mode = [unclosed\n")
+    elif problem == "no_key":
+        (home / "node_key.json").unlink()
+    elif problem == "broken_key":
+        (home / "node_key.json").write_text('{"type": "yuxi-ed25519-v1", "seed": "zz"}')
+    elif problem == "broken_genesis":
+        (home / "genesis.json").write_text('{"chain_id": ')
+    else:
+        blocker = socket.socket()
+        blocker.bind(("127.0.0.1", base_port))
+        blocker.listen()
+    try:
+        result = run_yuxi("node", "run", "--home", str(home), timeout_s=30)
+    finally:
+        if blocker is not None:
+            blocker.close()
+    assert result.returncode == 1
+    last_line = result.stderr.strip().splitlines()[-1]
+    assert last_line.startswith("error: ") and expected in last_line, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_follower_config_needs_a_follow_url(tmp_path: Path) -> None:
+    """A follower without `follow` is refused with a clear line."""
+    home = prepare_testnet(1, tmp_path / "net", free_base_port(1))[0]
+    (home / "config.toml").write_text(render_config(mode="follower", moniker="f", rpc_listen="127.0.0.1:1", peer_listen="127.0.0.1:2"))
+    result = run_yuxi("node", "run", "--home", str(home))
+    assert result.returncode == 1 and "follow" in result.stderr
+
+
+@pytest.mark.slow
+def test_testnet_runs_processes_stops_on_sigterm_and_resumes(tmp_path: Path) -> None:
+    """`yuxi testnet` prints each RPC address, stops every node on SIGTERM, and resumes the chain when run again."""
+    base_port = free_base_port(4)
+    directory = tmp_path / "chain"
+    urls = ["http://127.0.0.1:%d" % (base_port + i) for i in range(4)]
+
+    def start() -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            yuxi_command("testnet", "--dir", str(directory), "--base-port", str(base_port)),
+            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+        )
+
+    process = start()
+    try:
+        assert wait_until(lambda: all(rpc_height(url) >= 2 for url in urls), 40)
+        reached = min(rpc_height(url) for url in urls)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+        assert process.returncode == 0
+        for url in urls:
+            assert url in output
+        assert "all nodes stopped" in output
+        assert all(rpc_height(url) == -1 for url in urls)
+        assert (directory / "node-3" / "data").is_dir()
+        process = start()
+        assert wait_until(lambda: all(rpc_height(url) >= reached + 2 for url in urls), 40)
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
