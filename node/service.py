@@ -89,6 +89,14 @@ class NodeService:
         return check_tx(self.view, tx, context).to_dict()
 
     def set_clock_offset(self, offset_ms: int) -> dict[str, Any]:
+        wall_ms = self.clock.now_ms() - self.clock.offset_ms
+        if wall_ms + offset_ms < self.last_block_time_ms():
+            # Block times only go forward; a clock behind the chain would stall this validator.
+            raise RpcError(
+                400,
+                "clock_behind_chain",
+                "offset_ms %d puts the clock before the last block time %d" % (offset_ms, self.last_block_time_ms()),
+            )
         self.clock.offset_ms = offset_ms
         self.storage.put_meta("clock_offset_ms", offset_ms)
         return {"offset_ms": offset_ms, "now": self.clock.now_ms()}
