@@ -79,6 +79,9 @@ class Mempool:
         self._by_id: dict[str, SignedTx] = {}
         # sender -> nonce -> ids (first one is proposed; later ones are evicted once stale)
         self._by_sender: dict[str, dict[int, list[str]]] = {}
+        # Whether some transaction is ready to propose; None = unknown until the next scan.
+        # Kept so the replica's frequent has_pending() does not read every sender's account.
+        self._ready: bool | None = False
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -119,14 +122,15 @@ class Mempool:
             raise RpcError(503, "mempool_full", "the mempool holds %d transactions; try again shortly" % self._max_txs)
         self._by_id[tx.id] = tx
         self._by_sender.setdefault(tx.sender, {}).setdefault(tx.nonce, []).append(tx.id)
+        if tx.nonce == account_nonce:
+            self._ready = True
         return Admitted(tx, is_new=True)
 
     def has_ready(self) -> bool:
         """Whether some sender has a transaction at its account's nonce."""
-        for sender, by_nonce in self._by_sender.items():
-            if self._account_nonce(sender) in by_nonce:
-                return True
-        return False
+        if self._ready is None:
+            self._ready = any(self._account_nonce(sender) in by_nonce for sender, by_nonce in self._by_sender.items())
+        return self._ready
 
     def reap(self, max_txs: int) -> list[SignedTx]:
         """Transactions for the next block: per sender, consecutive nonces from the account's."""
@@ -144,6 +148,7 @@ class Mempool:
 
     def remove_committed(self, tx_ids: Iterable[str], senders: Iterable[str]) -> None:
         """Drop committed transactions and any the new nonces made stale."""
+        self._ready = None
         for tx_id in tx_ids:
             tx = self._by_id.get(tx_id)
             if tx is not None:

@@ -1,0 +1,92 @@
+"""Mempool: nonce ordering with gaps held back, bounds, idempotence, eviction and one signature check."""
+
+from __future__ import annotations
+
+import pytest
+
+from contracts.genesis import devnet_authority_key
+from node.mempool import Mempool, SignatureCache
+from node.rpc_support import RpcError
+from node_test_helpers import register, user_key
+
+AUTHORITY = devnet_authority_key()
+
+
+class Accounts:
+    def __init__(self) -> None:
+        self.nonces = {AUTHORITY.public_key: 0}
+        self.reads = 0
+
+    def nonce(self, account: str) -> int | None:
+        self.reads += 1
+        return self.nonces.get(account)
+
+
+def make_pool(max_txs: int = 100, max_per_sender: int = 10) -> tuple[Mempool, Accounts, SignatureCache]:
+    accounts = Accounts()
+    signatures = SignatureCache()
+    pool = Mempool(
+        chain_id="yuxi-devnet", account_nonce=accounts.nonce, signatures=signatures, max_txs=max_txs, max_per_sender=max_per_sender
+    )
+    return pool, accounts, signatures
+
+
+def never_committed(tx_id: str) -> bool:
+    return False
+
+
+def test_reap_takes_consecutive_nonces_and_holds_gaps_back() -> None:
+    """A block gets nonces 0,1 but not 3 while 2 is missing; once 2 arrives all follow in order."""
+    pool, _, _ = make_pool()
+    for nonce in (3, 0, 1):
+        pool.admit(register(AUTHORITY, nonce, user_key("n%d" % nonce).public_key), is_committed=never_committed)
+    assert [tx.nonce for tx in pool.reap(100)] == [0, 1]
+    pool.admit(register(AUTHORITY, 2, user_key("n2").public_key), is_committed=never_committed)
+    assert [tx.nonce for tx in pool.reap(100)] == [0, 1, 2, 3]
+    assert [tx.nonce for tx in pool.reap(2)] == [0, 1]
+
+
+def test_commit_evicts_included_and_stale_transactions() -> None:
+    """After a commit the included transactions and any now-stale ones leave the pool."""
+    pool, accounts, _ = make_pool()
+    first = pool.admit(register(AUTHORITY, 0, user_key("a").public_key), is_committed=never_committed).tx
+    rival = pool.admit(register(AUTHORITY, 0, user_key("b").public_key), is_committed=never_committed).tx
+    later = pool.admit(register(AUTHORITY, 1, user_key("c").public_key), is_committed=never_committed).tx
+    accounts.nonces[AUTHORITY.public_key] = 1
+    pool.remove_committed([first.id], [AUTHORITY.public_key])
+    assert first.id not in pool and rival.id not in pool and later.id in pool
+    assert len(pool) == 1 and pool.has_ready()
+
+
+def test_bounds_per_sender_and_in_total() -> None:
+    """Past the per-sender or total bound admission answers 503 mempool_full."""
+    pool, _, _ = make_pool(max_txs=100, max_per_sender=2)
+    for nonce in range(2):
+        pool.admit(register(AUTHORITY, nonce, user_key("x%d" % nonce).public_key), is_committed=never_committed)
+    with pytest.raises(RpcError) as caught:
+        pool.admit(register(AUTHORITY, 2, user_key("x2").public_key), is_committed=never_committed)
+    assert (caught.value.status, caught.value.code) == (503, "mempool_full")
+
+
+def test_resubmission_is_idempotent_and_signatures_are_checked_once() -> None:
+    """The same transaction admitted twice is one entry, and its signature is verified only once."""
+    pool, _, signatures = make_pool()
+    tx = register(AUTHORITY, 0, user_key("once").public_key)
+    first = pool.admit(tx, is_committed=never_committed)
+    second = pool.admit(tx, is_committed=never_committed)
+    assert first.is_new and not second.is_new and first.tx.id == second.tx.id and len(pool) == 1
+    assert first.tx.id + first.tx.signature in signatures
+    committed = pool.admit(register(AUTHORITY, 5, user_key("old").public_key), is_committed=lambda tx_id: True)
+    assert not committed.is_new and len(pool) == 1
+
+
+def test_has_pending_does_not_read_every_account_on_each_call() -> None:
+    """Repeated has_ready() calls between commits cost no account reads (the replica asks every tick)."""
+    pool, accounts, _ = make_pool()
+    pool.admit(register(AUTHORITY, 1, user_key("gap").public_key), is_committed=never_committed)
+    pool.remove_committed([], [])
+    assert pool.has_ready() is False
+    reads = accounts.reads
+    for _ in range(100):
+        pool.has_ready()
+    assert accounts.reads == reads

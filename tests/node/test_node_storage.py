@@ -1,0 +1,97 @@
+"""LevelDB storage: a committed block and everything it changes survive reopening; the journal; the genesis guard."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from consensus.types import Block, CommitCertificate, commit_payload
+from contracts.genesis import devnet_genesis, devnet_validator_key, load_genesis
+from contracts.state_tree import prove, verify_proof
+from node.config import load_config, render_config
+from node.errors import NodeSetupError
+from node.runner import open_storage
+from node.storage import Storage
+
+KEY = devnet_validator_key(0)
+
+
+def _block(height: int, state_root: str) -> tuple[Block, CommitCertificate]:
+    header = {"chain_id": "yuxi-devnet", "height": height, "parent": "0" * 64, "time": 1000 + height,
+              "proposer": KEY.public_key, "tx_root": "1" * 64, "results_root": "2" * 64, "state_root": state_root}
+    block = Block(header=header, txs=())
+    signature = KEY.sign(commit_payload("yuxi-devnet", height, 0, block.hash))
+    return block, CommitCertificate(height, 0, block.hash, ((KEY.public_key, signature),))
+
+
+def test_commit_writes_block_certificate_results_index_and_state_together(tmp_path: Path) -> None:
+    """After commit and reopen, the block, certificate, results, tx index, state, owner index and meta agree."""
+    storage = Storage(tmp_path / "db")
+    storage.write_genesis("g" * 64, {"account/a": {"nonce": 0}}, {}, "3" * 64)
+    block, certificate = _block(1, "4" * 64)
+    writes = {"account/a": {"nonce": 1}, "token/moon:1": {"owner": "a" * 64}, "gone": None}
+    storage.commit(block, certificate, [{"code": "ok", "message": ""}], writes, {b"n" * 32: b"node"}, ["f" * 64])
+    storage.close()
+    storage = Storage(tmp_path / "db")
+    try:
+        assert storage.height() == 1 and storage.head_hash() == block.hash and storage.state_root() == "4" * 64
+        assert storage.block(1) == block and storage.certificate(1) == certificate
+        assert storage.results(1) == [{"code": "ok", "message": ""}]
+        assert storage.tx_location("f" * 64) == (1, 0) and storage.height_of_hash(block.hash) == 1
+        assert storage.state_get("account/a") == {"nonce": 1} and storage.get_node(b"n" * 32) == b"node"
+        assert storage.tokens_of("a" * 64, after=None, limit=10) == ["moon:1"]
+        block2, certificate2 = _block(2, "5" * 64)
+        storage.commit(block2, certificate2, [], {"token/moon:1": {"owner": "b" * 64}}, {}, [])
+        assert storage.tokens_of("a" * 64, after=None, limit=10) == []
+        assert storage.tokens_of("b" * 64, after=None, limit=10) == ["moon:1"]
+    finally:
+        storage.close()
+
+
+def test_journal_survives_reopen_in_order_and_prunes_by_height(tmp_path: Path) -> None:
+    """Journal records come back in write order after a reopen; pruning drops only decided heights."""
+    storage = Storage(tmp_path / "db")
+    records = [{"height": 3, "kind": "prepare"}, {"height": 2, "kind": "late"}, {"height": 3, "kind": "commit"}, {"height": 4, "kind": "x"}]
+    for record in records:
+        storage.journal_append(record)
+    storage.close()
+    storage = Storage(tmp_path / "db")
+    try:
+        assert storage.journal_records() == records
+        storage.journal_prune_below(4)
+        assert storage.journal_records() == [{"height": 4, "kind": "x"}]
+        storage.journal_append({"height": 5})
+        assert storage.journal_records()[-1] == {"height": 5}
+    finally:
+        storage.close()
+
+
+def test_database_of_another_chain_is_refused(tmp_path: Path) -> None:
+    """A data directory made for one genesis will not start with another, and proofs work from stored nodes."""
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "config.toml").write_text(render_config(mode="validator", moniker="n", rpc_listen="127.0.0.1:1", peer_listen="127.0.0.1:2"))
+    config = load_config(home)
+    first = load_genesis(devnet_genesis(1, time.time_ns() // 1_000_000, 9000))
+    storage = open_storage(config, first)
+    root = storage.state_root()
+    assert root is not None
+    authority_key = next(key for key, _ in storage.state_items("account/"))
+    proof = prove(storage, root, authority_key)
+    assert verify_proof(root, authority_key, storage.state_get(authority_key), proof)
+    storage.close()
+    second = load_genesis(devnet_genesis(2, 1, 9000))
+    with pytest.raises(NodeSetupError, match="holds chain data of genesis"):
+        open_storage(config, second)
+
+
+def test_a_second_node_on_the_same_home_is_refused(tmp_path: Path) -> None:
+    """LevelDB's lock keeps two processes from sharing a database; the error says so."""
+    storage = Storage(tmp_path / "db")
+    try:
+        with pytest.raises(NodeSetupError, match="another node"):
+            Storage(tmp_path / "db")
+    finally:
+        storage.close()
