@@ -50,11 +50,47 @@ def check_value(value: Any, depth: int = 0) -> None:
 
 
 def _sorted(value: Any) -> Any:
+    # Code-point order of str equals the byte order of their UTF-8 encodings, so
+    # plain sorted() gives "sorted by UTF-8 bytes" without encoding every key.
     if isinstance(value, dict):
-        return {key: _sorted(value[key]) for key in sorted(value, key=lambda k: k.encode())}
+        return {key: _sorted(value[key]) for key in sorted(value)}
     if isinstance(value, (list, tuple)):
         return [_sorted(item) for item in value]
     return value
+
+
+def _canonical(value: Any, depth: int) -> Any:
+    """check_value and _sorted in one pass (the hot path of every hash and signature).
+    Exact types are tested first, scalars inline; subclasses fall through to
+    check_value's rules."""
+    if depth > MAX_DEPTH:
+        raise EncodingError("nesting deeper than %d levels" % MAX_DEPTH)
+    kind = type(value)
+    if kind is dict:
+        for key in value:
+            if type(key) is not str and not isinstance(key, str):
+                raise EncodingError("map key %r is not a string" % (key,))
+        if depth >= MAX_DEPTH:
+            return {key: _canonical(value[key], depth + 1) for key in sorted(value)}
+        result = {}
+        for key in sorted(value):
+            item = value[key]
+            item_kind = type(item)
+            if item_kind is str or item_kind is bool or (item_kind is int and 0 <= item <= MAX_INT):
+                result[key] = item
+            else:
+                result[key] = _canonical(item, depth + 1)
+        return result
+    if kind is str or kind is bool:
+        return value
+    if kind is int:
+        if 0 <= value <= MAX_INT:
+            return value
+        raise EncodingError("integer %d out of range 0..2^63-1" % value)
+    if kind is list or kind is tuple:
+        return [_canonical(item, depth + 1) for item in value]
+    check_value(value, depth)
+    return _sorted(value)
 
 
 _packer = msgpack.Packer(use_bin_type=True)
@@ -62,8 +98,7 @@ _packer = msgpack.Packer(use_bin_type=True)
 
 def canonical_bytes(value: Any) -> bytes:
     """The canonical encoding of a value (maps sorted recursively, shortest forms)."""
-    check_value(value)
-    return _packer.pack(_sorted(value))
+    return _packer.pack(_canonical(value, 0))
 
 
 def encode_trusted(value: Any) -> bytes:
@@ -88,8 +123,7 @@ def decode_canonical(data: bytes, *, max_bytes: int) -> Any:
         raise EncodingError("trailing bytes after the value") from None
     except (ValueError, msgpack.UnpackException, TypeError, RecursionError) as exc:
         raise EncodingError("not valid MessagePack: %s" % exc) from None
-    check_value(value)
-    if _packer.pack(_sorted(value)) != bytes(data):
+    if _packer.pack(_canonical(value, 0)) != bytes(data):
         raise EncodingError(
             "not canonical MessagePack (longer forms than needed, unsorted or duplicate map keys)"
         )
