@@ -89,6 +89,7 @@ class DevChain:
         *,
         time_ms: int | None = None,
         view: int = 0,
+        signers: list[str] | None = None,
     ) -> SourceBlock:
         """Execute and seal a block on the head, certify it with a quorum of the validators
         in force at its height, and append it."""
@@ -107,7 +108,7 @@ class DevChain:
             header=header,
             txs=list(txs),
             results=[result.code for result in outcome.results],
-            commit=self.sign_commit(header, validators, view),
+            commit=self.sign_commit(header, validators, view, signers),
             claimed_hash=None,
         )
         self.blocks.append(block)
@@ -196,5 +197,10 @@ def build_demo_chain(users: int = 6) -> DevChain:
     # The new validator is in force from two blocks later: certificates must follow.
     for _ in range(3):
         chain.add_block([])
-    chain.add_block([chain.tx(people[5], "gift", {"token": "moon-rabbit:5", "to": people[0].public_key})])
+    # The newcomer signs this block's certificate, with three of the genesis validators.
+    genesis_signers = sorted(chain.validator_keys)[:3]
+    chain.add_block(
+        [chain.tx(people[5], "gift", {"token": "moon-rabbit:5", "to": people[0].public_key})],
+        signers=genesis_signers + [new_validator.public_key],
+    )
     return chain

@@ -36,9 +36,9 @@ from contracts.genesis import Genesis, GenesisError, genesis_writes, load_genesi
 from contracts.queries import params_info, validator_set_at
 from contracts.state import DictView
 from contracts.state_tree import EMPTY_ROOT, MemoryNodeStore, apply_changes
-from contracts.transactions import SignedTx, TxError, parse_tx
+from contracts.transactions import SignedTx
 from node.audit.errors import AuditError
-from node.audit.signatures import SignatureChecker
+from node.audit.signatures import Checked, SignatureChecker, TxProblem, signed_tx_from
 from node.audit.sources import SourceBlock
 from primitives.encoding import EncodingError, canonical_bytes
 
@@ -85,9 +85,7 @@ class ReplayedChain:
 @dataclass
 class _Prepared:
     source: SourceBlock
-    txs: list[SignedTx]
-    problem: AuditError | None
-    signature_futures: list[Future[list[int]]]
+    futures: list[Future[tuple[list[Checked], TxProblem | None]]]
 
 
 def _expected_height_of(source_block: SourceBlock) -> Any:
@@ -131,30 +129,25 @@ class _Replayer:
             else:
                 self.state[key] = value
 
-    # -- preparing ahead: decode, parse, start the signature checks ---------------------
+    # -- preparing ahead: parsing and signature checks start in the pool --------------
     def prepare(self, source_block: SourceBlock) -> _Prepared:
-        height = _expected_height_of(source_block)
-        height = height if isinstance(height, int) else -1
+        objs = source_block.txs if isinstance(source_block.txs, list) else []
+        return _Prepared(source_block, self.checker.submit(self.chain_id, objs))
+
+    def _checked_txs(self, height: int, prepared: _Prepared) -> list[SignedTx]:
+        objs = prepared.source.txs
+        if not isinstance(objs, list):
+            raise AuditError(height, "the block's transactions are not a list", check="transaction")
         txs: list[SignedTx] = []
-        problem: AuditError | None = None
-        for index, obj in enumerate(source_block.txs):
-            try:
-                tx = parse_tx(obj)
-            except TxError as exc:
-                problem = AuditError(height, "transaction is %s" % exc, tx_index=index, check="transaction")
-                break
-            if tx.chain_id != self.chain_id:
-                problem = AuditError(
-                    height,
-                    "transaction is for chain %r, the chain is %r" % (tx.chain_id, self.chain_id),
-                    tx_index=index,
-                    tx_id=tx.id,
-                    check="transaction",
+        for future in prepared.futures:
+            checked, problem = future.result()
+            first = len(txs)
+            txs.extend(signed_tx_from(objs[first + offset], item) for offset, item in enumerate(checked))
+            if problem is not None:
+                raise AuditError(
+                    height, problem.message, tx_index=problem.index, tx_id=problem.tx_id, check=problem.check
                 )
-                break
-            txs.append(tx)
-        futures = self.checker.submit([(tx.sender, tx.payload, tx.signature or "") for tx in txs])
-        return _Prepared(source_block, txs, problem, futures)
+        return txs
 
     # -- checking one block ------------------------------------------------------------
     def check(self, prepared: _Prepared) -> None:
@@ -209,24 +202,13 @@ class _Replayer:
             raise AuditError(
                 expected, "proposer %r is not a validator at this height" % (header.get("proposer"),), check="header"
             )
-        if prepared.problem is not None:
-            raise prepared.problem
-        txs = prepared.txs
         max_block_txs = params_info(view)["params"]["max_block_txs"]
-        if len(txs) > max_block_txs:
+        if isinstance(source_block.txs, list) and len(source_block.txs) > max_block_txs:
             raise AuditError(
-                expected, "%d transactions, max_block_txs is %d" % (len(txs), max_block_txs), check="transaction"
+                expected, "%d transactions, max_block_txs is %d" % (len(source_block.txs), max_block_txs),
+                check="transaction",
             )
-        bad = SignatureChecker.bad_indexes(prepared.signature_futures)
-        if bad:
-            index = bad[0]
-            raise AuditError(
-                expected,
-                "signature does not verify for sender %s (the transaction was altered or forged)" % txs[index].sender,
-                tx_index=index,
-                tx_id=txs[index].id,
-                check="signature",
-            )
+        txs = self._checked_txs(expected, prepared)
         tx_root = compute_tx_root(txs)
         if header.get("tx_root") != tx_root:
             raise AuditError(
@@ -319,11 +301,11 @@ class _Replayer:
                     break
                 prepared = self.prepare(source_block)
                 pending.append(prepared)
-                pending_txs += len(prepared.txs)
+                pending_txs += len(prepared.source.txs)
             if not pending:
                 break
             prepared = pending.popleft()
-            pending_txs -= len(prepared.txs)
+            pending_txs -= len(prepared.source.txs)
             self.check(prepared)
             if self.on_progress is not None:
                 self.on_progress(self.height, self.tx_count)

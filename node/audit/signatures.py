@@ -1,7 +1,9 @@
-"""Transaction signature checks in a process pool, ahead of execution.
+"""Transaction checks in a process pool, ahead of execution: strict parsing, chain id
+and the sender's signature.
 
 Ed25519 verification is the replay's heaviest cost, so it runs on every core
-while the main process executes earlier blocks. libsodium (PyNaCl) verifies
+while the main process executes earlier blocks; parsing (contracts.parse_tx,
+the same strict schema the node applies) rides along in the same workers. libsodium (PyNaCl) verifies
 about twice as fast as OpenSSL; it is also stricter about a few degenerate
 encodings (small-order points), so a signature libsodium refuses is checked
 again with the node's own verifier (primitives.crypto) before it is called bad.
@@ -14,16 +16,29 @@ import os
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
+from contracts.transactions import SignedTx, TxError, parse_tx
 from primitives.crypto import SigningKey, is_hex, verify
 
-# One job is a list of (public key, message, signature) as hex/bytes/hex.
-SignatureJob = list[tuple[str, bytes, str]]
+CHUNK_TXS = 512
 
-CHUNK_SIGNATURES = 512
+# What a worker found about one transaction: (id, payload, encoded) when it is well
+# formed, for this chain and correctly signed.
+Checked = tuple[str, bytes, bytes]
+
+
+@dataclass(frozen=True)
+class TxProblem:
+    """The first transaction of a chunk that fails; index is within the block."""
+
+    index: int
+    check: str  # "transaction" (malformed, too large, wrong chain) or "signature"
+    message: str
+    tx_id: str | None
 
 
 def verify_one(public_key: str, message: bytes, signature: str) -> bool:
@@ -37,9 +52,33 @@ def verify_one(public_key: str, message: bytes, signature: str) -> bool:
         return verify(public_key, message, signature)
 
 
-def verify_chunk(job: SignatureJob) -> list[int]:
-    """Indexes (within the chunk) of signatures that do not verify."""
-    return [index for index, (key, message, signature) in enumerate(job) if not verify_one(key, message, signature)]
+def check_chunk(chain_id: str, first_index: int, objs: list[Any]) -> tuple[list[Checked], TxProblem | None]:
+    """Parse, check the chain and verify the signature of each transaction in order;
+    stop at the first that fails."""
+    checked: list[Checked] = []
+    for offset, obj in enumerate(objs):
+        index = first_index + offset
+        try:
+            tx = parse_tx(obj)
+        except TxError as exc:
+            return checked, TxProblem(index, "transaction", "transaction is %s" % exc, None)
+        if tx.chain_id != chain_id:
+            message = "transaction is for chain %r, the chain is %r" % (tx.chain_id, chain_id)
+            return checked, TxProblem(index, "transaction", message, tx.id)
+        if tx.signature is None or not verify_one(tx.sender, tx.payload, tx.signature):
+            message = "signature does not verify for sender %s (the transaction was altered or forged)" % tx.sender
+            return checked, TxProblem(index, "signature", message, tx.id)
+        checked.append((tx.id, tx.payload, tx.encoded))
+    return checked, None
+
+
+def signed_tx_from(obj: dict[str, Any], checked: Checked) -> SignedTx:
+    """The SignedTx parse_tx gave in the worker for this very object (sent there pickled)."""
+    tx_id, payload, encoded = checked
+    return SignedTx(
+        chain_id=obj["chain_id"], type=obj["type"], sender=obj["sender"], nonce=obj["nonce"], body=obj["body"],
+        signature=obj.get("signature"), id=tx_id, payload=payload, encoded=encoded,
+    )
 
 
 @dataclass(frozen=True)
@@ -71,7 +110,7 @@ def default_workers() -> int:
 
 
 class SignatureChecker:
-    """Submits signature jobs to a process pool (or checks inline with workers=0)."""
+    """Submits transaction checks to a process pool (or checks inline with workers=0)."""
 
     def __init__(self, workers: int | None = None) -> None:
         self.workers = default_workers() if workers is None else workers
@@ -79,25 +118,18 @@ class SignatureChecker:
         if self.workers > 0:
             self._pool = ProcessPoolExecutor(max_workers=self.workers)
 
-    def submit(self, job: SignatureJob) -> list[Future[list[int]]]:
-        """Split a block's signatures into chunks; each future gives its bad indexes."""
-        futures: list[Future[list[int]]] = []
-        for start in range(0, len(job), CHUNK_SIGNATURES):
-            chunk = job[start : start + CHUNK_SIGNATURES]
+    def submit(self, chain_id: str, objs: list[Any]) -> list[Future[tuple[list[Checked], TxProblem | None]]]:
+        """Split a block's transactions into chunks, each checked by a worker."""
+        futures: list[Future[tuple[list[Checked], TxProblem | None]]] = []
+        for start in range(0, len(objs), CHUNK_TXS):
+            chunk = objs[start : start + CHUNK_TXS]
             if self._pool is None:
-                future: Future[list[int]] = Future()
-                future.set_result(verify_chunk(chunk))
+                future: Future[tuple[list[Checked], TxProblem | None]] = Future()
+                future.set_result(check_chunk(chain_id, start, chunk))
             else:
-                future = self._pool.submit(verify_chunk, chunk)
+                future = self._pool.submit(check_chunk, chain_id, start, chunk)
             futures.append(future)
         return futures
-
-    @staticmethod
-    def bad_indexes(futures: list[Future[list[int]]]) -> list[int]:
-        bad: list[int] = []
-        for chunk_number, future in enumerate(futures):
-            bad.extend(chunk_number * CHUNK_SIGNATURES + index for index in future.result())
-        return bad
 
     def close(self) -> None:
         if self._pool is not None:

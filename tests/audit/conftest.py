@@ -116,9 +116,9 @@ def serve(demo_chain: DevChain) -> Iterator[Callable[..., ServedChain]]:
         server.__exit__(None, None, None)
 
 
-def write_home(home: Path, chain: DevChain) -> Path:
-    """A node home (config, genesis, LevelDB) holding `chain`, committed through the
-    node's own Application exactly as a follower would commit it."""
+def write_home(home: Path, chain: DevChain, up_to_height: int | None = None) -> Path:
+    """A node home (config, genesis, LevelDB) holding `chain` (up to a height), committed
+    through the node's own Application exactly as a follower would commit it."""
     from consensus.types import Block
     from node.config import load_config, render_config
     from node.runner import NodeRuntime, load_genesis_file, open_storage
@@ -133,7 +133,7 @@ def write_home(home: Path, chain: DevChain) -> Path:
     storage = open_storage(config, genesis)
     try:
         runtime = NodeRuntime(config, genesis, None, storage)
-        for block in chain.blocks:
+        for block in chain.blocks[:up_to_height]:
             committed = Block(header=block.header, txs=tuple(block.txs))
             certificate = CommitCertificate.from_dict(
                 {**block.commit, "height": block.header["height"], "block": committed.hash}
@@ -142,6 +142,12 @@ def write_home(home: Path, chain: DevChain) -> Path:
     finally:
         storage.close()
     return home
+
+
+@pytest.fixture(scope="session")
+def early_home(tmp_path_factory: pytest.TempPathFactory, demo_chain: DevChain) -> Path:
+    """The demo chain up to block 6, before governance changed the validator set."""
+    return write_home(tmp_path_factory.mktemp("home") / "early", demo_chain, up_to_height=6)
 
 
 @pytest.fixture(scope="session")
