@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,9 @@ from node.storage import Storage
 from primitives.crypto import SigningKey
 
 log = logging.getLogger("yuxi.node")
+
+CATCH_UP_LAG_MS = 10_000
+PROGRESS_EVERY_S = 2.0
 
 
 def load_genesis_file(path: Path) -> Genesis:
@@ -138,6 +142,7 @@ class NodeRuntime:
             node_key=key.public_key if key else None,
         )
         self.stop = asyncio.Event()
+        self._last_progress_s = 0.0
 
     def _account_nonce(self, account: str) -> int | None:
         record = self.storage.state_get("account/" + account)
@@ -159,7 +164,7 @@ class NodeRuntime:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop.set)
-        self.app.on_commit = lambda block, certificate, results: loop.create_task(self.service.announce_commit())
+        self.app.on_commit = self._after_commit
         rpc_runner = web.AppRunner(
             make_rpc_app(self.service, WriteGate(self.config.tokens, self.config.require_token_for_writes)),
             access_log=None,
@@ -197,6 +202,14 @@ class NodeRuntime:
             for cleanup in reversed(cleanups):
                 await cleanup()
             log.info("stopped at height %d", self.storage.height())
+
+    def _after_commit(self, block: Any, certificate: Any, results: Any) -> None:
+        asyncio.get_running_loop().create_task(self.service.announce_commit())
+        lag_ms = self.clock.now_ms() - block.time_ms
+        now_s = time.monotonic()
+        if not self.config.is_follower and lag_ms > CATCH_UP_LAG_MS and now_s - self._last_progress_s > PROGRESS_EVERY_S:
+            self._last_progress_s = now_s
+            log.info("catching up: at block %d, %d s behind this node's clock", block.height, lag_ms // 1000)
 
     async def _start_follower(self, tasks: list[asyncio.Task[None]]) -> None:
         from node.follower import Follower
