@@ -1,94 +1,16 @@
-"""Fixtures for the auditor's tests: an honest in-process chain, a node home holding it,
-and an HTTP server on 127.0.0.1 that serves a (possibly tampered) copy of it."""
+"""Fixtures for the auditor's tests: an honest in-process chain, node homes holding it,
+and a server on 127.0.0.1 that serves a (possibly tampered) copy of it."""
 
 from __future__ import annotations
 
-import asyncio
-import copy
-import json
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
+from audit_helpers import BlockAnswers, ServedChain, rpc_answers, write_home
 
-from consensus.types import Block, CommitCertificate, header_hash
 from node.audit.devchain import DevChain, build_demo_chain
-from node.audit.sources import SourceBlock
-
-BlockAnswers = list[dict[str, Any] | None]
-
-
-def rpc_answers(chain: DevChain) -> BlockAnswers:
-    """What an honest node answers to GET /v1/blocks/{h}?txs=full, for h = 1..height."""
-    return [
-        {
-            "header": copy.deepcopy(block.header),
-            "hash": header_hash(block.header),
-            "txs": copy.deepcopy(block.txs),
-            "results": list(block.results),
-            "commit": copy.deepcopy(block.commit),
-        }
-        for block in chain.blocks
-    ]
-
-
-class ServedChain:
-    """An aiohttp server on 127.0.0.1 (in its own thread and loop, so synchronous
-    replay code can call it) serving blocks, status and genesis from a list that a
-    test may have tampered with. None in the list is a block the node does not have."""
-
-    def __init__(self, genesis: dict[str, Any], answers: BlockAnswers, height: int | None = None) -> None:
-        self.genesis = genesis
-        self.answers = answers
-        self.height = len(answers) if height is None else height
-        self.requests = 0
-        self._loop = asyncio.new_event_loop()
-        self._started = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.url = ""
-
-    async def _block(self, request: web.Request) -> web.Response:
-        self.requests += 1
-        height = int(request.match_info["height"])
-        if not 1 <= height <= len(self.answers) or self.answers[height - 1] is None:
-            return web.json_response({"error": {"code": "not_found", "message": "no block"}}, status=404)
-        return web.json_response(self.answers[height - 1])
-
-    async def _status(self, request: web.Request) -> web.Response:
-        return web.json_response({"chain_id": self.genesis["chain_id"], "height": self.height})
-
-    async def _genesis(self, request: web.Request) -> web.Response:
-        return web.json_response(self.genesis)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        app = web.Application()
-        app.router.add_get("/v1/blocks/{height}", self._block)
-        app.router.add_get("/v1/status", self._status)
-        app.router.add_get("/v1/genesis", self._genesis)
-        self._runner = web.AppRunner(app, access_log=None)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = "http://127.0.0.1:%d" % port
-        self._started.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(self._runner.cleanup())
-        self._loop.close()
-
-    def __enter__(self) -> ServedChain:
-        self._thread.start()
-        if not self._started.wait(timeout=10):
-            raise RuntimeError("test server did not start")
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
 
 
 @pytest.fixture(scope="session")
@@ -116,34 +38,6 @@ def serve(demo_chain: DevChain) -> Iterator[Callable[..., ServedChain]]:
         server.__exit__(None, None, None)
 
 
-def write_home(home: Path, chain: DevChain, up_to_height: int | None = None) -> Path:
-    """A node home (config, genesis, LevelDB) holding `chain` (up to a height), committed
-    through the node's own Application exactly as a follower would commit it."""
-    from consensus.types import Block
-    from node.config import load_config, render_config
-    from node.runner import NodeRuntime, load_genesis_file, open_storage
-
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "config.toml").write_text(
-        render_config(mode="validator", moniker="audit-test", rpc_listen="127.0.0.1:1", peer_listen="127.0.0.1:2")
-    )
-    (home / "genesis.json").write_text(json.dumps(chain.genesis_obj))
-    config = load_config(home)
-    genesis = load_genesis_file(config.genesis_file)
-    storage = open_storage(config, genesis)
-    try:
-        runtime = NodeRuntime(config, genesis, None, storage)
-        for block in chain.blocks[:up_to_height]:
-            committed = Block(header=block.header, txs=tuple(block.txs))
-            certificate = CommitCertificate.from_dict(
-                {**block.commit, "height": block.header["height"], "block": committed.hash}
-            )
-            runtime.app.commit(committed, certificate)
-    finally:
-        storage.close()
-    return home
-
-
 @pytest.fixture(scope="session")
 def early_home(tmp_path_factory: pytest.TempPathFactory, demo_chain: DevChain) -> Path:
     """The demo chain up to block 6, before governance changed the validator set."""
@@ -153,6 +47,3 @@ def early_home(tmp_path_factory: pytest.TempPathFactory, demo_chain: DevChain) -
 @pytest.fixture(scope="session")
 def node_home(tmp_path_factory: pytest.TempPathFactory, demo_chain: DevChain) -> Path:
     return write_home(tmp_path_factory.mktemp("home") / "node-0", demo_chain)
-
-
-__all__ = ["Block", "ServedChain", "SourceBlock", "rpc_answers", "write_home"]
