@@ -21,7 +21,6 @@ from primitives.crypto import sha256_hex
 from primitives.encoding import canonical_bytes
 from primitives.merkle import merkle_root
 
-
 # The state transition knows nothing of consensus (tests/test_architecture.py), so the
 # two header facts it needs are restated here; consensus.types agrees byte for byte.
 ZERO_HASH = "0" * 64
@@ -62,13 +61,19 @@ def seal_block(
     """Execute `txs` on `view` (the parent's committed state) and return the header, the
     outcome (write set and results) and the new state-tree nodes to persist with it."""
     if height != parent_header["height"] + 1:
-        raise BlockError("height %d does not follow parent height %d" % (height, parent_header["height"]))
+        raise BlockError(
+            "height %d does not follow parent height %d" % (height, parent_header["height"])
+        )
     if time_ms <= parent_header["time"]:
-        raise BlockError("block time %d is not after the parent's %d" % (time_ms, parent_header["time"]))
+        raise BlockError(
+            "block time %d is not after the parent's %d" % (time_ms, parent_header["time"])
+        )
     max_block_txs = get_params(view)["max_block_txs"]
     if len(txs) > max_block_txs:
         raise BlockError("%d transactions, at most %d per block" % (len(txs), max_block_txs))
-    outcome = execute_block(view, txs, BlockContext(chain_id=chain_id, height=height, time_ms=time_ms))
+    outcome = execute_block(
+        view, txs, BlockContext(chain_id=chain_id, height=height, time_ms=time_ms)
+    )
     state_root, new_nodes = apply_changes(store, parent_header["state_root"], outcome.writes)
     header = {
         "chain_id": chain_id,

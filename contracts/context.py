@@ -31,7 +31,7 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        return self.code == Code.OK.value
+        return bool(self.code == Code.OK.value)
 
 
 @dataclass

@@ -136,19 +136,34 @@ def _mint_item_problem(
     token_id = "%s:%d" % (collection["collection"], item["serial"])
     owner = get_account(state, item["owner"])
     if item["serial"] > collection["max_supply"]:
-        return reject(Code.SERIAL_OUT_OF_RANGE, "serial %d is above max_supply %d" % (item["serial"], collection["max_supply"]))
+        return reject(
+            Code.SERIAL_OUT_OF_RANGE,
+            "serial %d is above max_supply %d" % (item["serial"], collection["max_supply"]),
+        )
     if get_token(state, token_id) is not None:
         return reject(Code.TOKEN_EXISTS, "token %s exists" % token_id)
     if not is_authenticated(owner):
-        return reject(Code.RECIPIENT_NOT_AUTHENTICATED, "recipient %s is not authenticated" % item["owner"])
+        return reject(
+            Code.RECIPIENT_NOT_AUTHENTICATED, "recipient %s is not authenticated" % item["owner"]
+        )
     assert owner is not None  # is_authenticated(None) is False; this narrows the type only
-    if not is_of_age(owner, compute_calendar_date(ctx.time_ms, params["utc_offset_minutes"]), params["min_age_years"]):
+    if not is_of_age(
+        owner,
+        compute_calendar_date(ctx.time_ms, params["utc_offset_minutes"]),
+        params["min_age_years"],
+    ):
         return reject(Code.RECIPIENT_UNDER_AGE, "recipient is under %d" % params["min_age_years"])
     if get_active_sanction(state, item["owner"], "purchase_ban", ctx.time_ms) is not None:
         return reject(Code.RECIPIENT_PURCHASE_BANNED, "recipient is banned from receiving mints")
     limit = collection.get("per_account_limit")
-    if limit is not None and get_minted_count(state, collection["collection"], item["owner"]) >= limit:
-        return reject(Code.PER_ACCOUNT_LIMIT, "recipient already received %d tokens of this collection" % limit)
+    if (
+        limit is not None
+        and get_minted_count(state, collection["collection"], item["owner"]) >= limit
+    ):
+        return reject(
+            Code.PER_ACCOUNT_LIMIT,
+            "recipient already received %d tokens of this collection" % limit,
+        )
     return None
 
 
@@ -160,14 +175,22 @@ def process_mint(state: Overlay, tx: SignedTx, ctx: BlockContext) -> Result:
     if collection is None:
         return reject(Code.COLLECTION_NOT_FOUND, "no collection %s" % body["collection"])
     if collection["issuer"] != tx.sender:
-        return reject(Code.NOT_COLLECTION_ISSUER, "sender is not the issuer of %s" % body["collection"])
+        return reject(
+            Code.NOT_COLLECTION_ISSUER, "sender is not the issuer of %s" % body["collection"]
+        )
     for index, item in enumerate(body["items"]):
         problem = _mint_item_problem(state, collection, item, ctx)
         if problem is not None:
-            return reject(Code(problem.code), "item %d: %s" % (index, problem.message))
+            return Result(problem.code, "item %d: %s" % (index, problem.message))
         token_id = "%s:%d" % (body["collection"], item["serial"])
         owner = item["owner"]
-        entry = {"owner": owner, "acquired_by": "mint", "at": ctx.time_ms, "height": ctx.height, "tx": tx.id}
+        entry = {
+            "owner": owner,
+            "acquired_by": "mint",
+            "at": ctx.time_ms,
+            "height": ctx.height,
+            "tx": tx.id,
+        }
         state.put(
             token_key(token_id),
             {
@@ -179,9 +202,17 @@ def process_mint(state: Overlay, tx: SignedTx, ctx: BlockContext) -> Result:
             },
         )
         state.put(token_history_key(token_id, 0), entry)
-        state.put(minted_key(body["collection"], owner), get_minted_count(state, body["collection"], owner) + 1)
-        state.put(account_key(owner), _with_token_count(get_account(state, owner) or new_account(), 1))
-    state.put(collection_key(body["collection"]), {**collection, "minted": collection["minted"] + len(body["items"])})
+        state.put(
+            minted_key(body["collection"], owner),
+            get_minted_count(state, body["collection"], owner) + 1,
+        )
+        state.put(
+            account_key(owner), _with_token_count(get_account(state, owner) or new_account(), 1)
+        )
+    state.put(
+        collection_key(body["collection"]),
+        {**collection, "minted": collection["minted"] + len(body["items"])},
+    )
     return accept()
 
 
@@ -197,17 +228,23 @@ def process_gift(state: Overlay, tx: SignedTx, ctx: BlockContext) -> Result:
     if token is None or parts is None:
         return reject(Code.TOKEN_NOT_FOUND, "no token %s" % token_id)
     collection = get_collection(state, parts[0])
-    assert collection is not None and sender is not None  # a token implies its collection; the nonce check found the sender
+    assert (
+        collection is not None and sender is not None
+    )  # a token implies its collection; the nonce check found the sender
     if token["owner"] != tx.sender:
         return reject(Code.NOT_OWNER, "sender does not own %s" % token_id)
     if not collection["transferable"]:
-        return reject(Code.COLLECTION_NOT_TRANSFERABLE, "collection %s is not transferable" % parts[0])
+        return reject(
+            Code.COLLECTION_NOT_TRANSFERABLE, "collection %s is not transferable" % parts[0]
+        )
     if recipient_id == tx.sender:
         return reject(Code.SELF_TRANSFER, "sender and recipient are the same account")
     if not is_authenticated(sender):
         return reject(Code.SENDER_NOT_AUTHENTICATED, "sender is not authenticated")
     if not is_authenticated(recipient):
-        return reject(Code.RECIPIENT_NOT_AUTHENTICATED, "recipient %s is not authenticated" % recipient_id)
+        return reject(
+            Code.RECIPIENT_NOT_AUTHENTICATED, "recipient %s is not authenticated" % recipient_id
+        )
     assert recipient is not None  # narrows the type only: is_authenticated(None) is False
     if not is_of_age(sender, today, params["min_age_years"]):
         return reject(Code.SENDER_UNDER_AGE, "sender is under %d" % params["min_age_years"])
@@ -217,7 +254,9 @@ def process_gift(state: Overlay, tx: SignedTx, ctx: BlockContext) -> Result:
         return reject(Code.SENDER_FROZEN, "sender is under a transfer freeze")
     if get_active_sanction(state, recipient_id, "transfer_freeze", ctx.time_ms) is not None:
         return reject(Code.RECIPIENT_FROZEN, "recipient is under a transfer freeze")
-    eligible_at = compute_eligible_at(token["held_since"], compute_hold_days(collection, token["acquired_by"], params))
+    eligible_at = compute_eligible_at(
+        token["held_since"], compute_hold_days(collection, token["acquired_by"], params)
+    )
     if ctx.time_ms < eligible_at:
         return reject(Code.HOLDING_PERIOD, "token is held until %d" % eligible_at, eligible_at)
     sent_today = compute_gifts_sent_on_day(sender, day)
@@ -227,13 +266,28 @@ def process_gift(state: Overlay, tx: SignedTx, ctx: BlockContext) -> Result:
     index = token["history_length"]
     state.put(
         token_key(token_id),
-        {**token, "owner": recipient_id, "acquired_by": "gift", "held_since": ctx.time_ms, "history_length": index + 1},
+        {
+            **token,
+            "owner": recipient_id,
+            "acquired_by": "gift",
+            "held_since": ctx.time_ms,
+            "history_length": index + 1,
+        },
     )
     state.put(
         token_history_key(token_id, index),
-        {"owner": recipient_id, "acquired_by": "gift", "at": ctx.time_ms, "height": ctx.height, "tx": tx.id},
+        {
+            "owner": recipient_id,
+            "acquired_by": "gift",
+            "at": ctx.time_ms,
+            "height": ctx.height,
+            "tx": tx.id,
+        },
     )
-    state.put(account_key(tx.sender), {**_with_token_count(sender, -1), "gift_day": day, "gift_count": sent_today + 1})
+    state.put(
+        account_key(tx.sender),
+        {**_with_token_count(sender, -1), "gift_day": day, "gift_count": sent_today + 1},
+    )
     state.put(account_key(recipient_id), _with_token_count(recipient, 1))
     return accept()
 
@@ -250,7 +304,13 @@ def process_sanction(state: Overlay, tx: SignedTx, ctx: BlockContext) -> Result:
     # Replaces any sanction of that kind on the account.
     state.put(
         sanction_key(body["account"], body["kind"]),
-        {"kind": body["kind"], "reason": body["reason"], "until": body["until"], "since": ctx.time_ms, "tx": tx.id},
+        {
+            "kind": body["kind"],
+            "reason": body["reason"],
+            "until": body["until"],
+            "since": ctx.time_ms,
+            "tx": tx.id,
+        },
     )
     return accept()
 
@@ -268,8 +328,10 @@ def process_lift_sanction(state: Overlay, tx: SignedTx, ctx: BlockContext) -> Re
 # --- governance ----------------------------------------------------------------------------------
 
 
-def _record_approval(state: Overlay, proposal_id: str, proposal: dict[str, Any], ctx: BlockContext) -> Result:
-    """Store the proposal; execute its action when current governors' approvals reach the threshold."""
+def _record_approval(
+    state: Overlay, proposal_id: str, proposal: dict[str, Any], ctx: BlockContext
+) -> Result:
+    """Store the proposal; run its action once current governors' approvals reach the threshold."""
     governors = set(get_role_members(state, "governor"))
     approvals = len(governors.intersection(proposal["approvals"]))
     threshold = compute_approval_threshold(len(governors))
@@ -313,7 +375,10 @@ def process_approve(state: Overlay, tx: SignedTx, ctx: BlockContext) -> Result:
     if tx.sender in proposal["approvals"]:
         return reject(Code.ALREADY_APPROVED, "sender already approved this proposal")
     if proposal["executed"]:
-        return reject(Code.PROPOSAL_EXECUTED, "proposal was executed at height %d" % proposal["executed_height"])
+        return reject(
+            Code.PROPOSAL_EXECUTED,
+            "proposal was executed at height %d" % proposal["executed_height"],
+        )
     approvals = sorted(set(proposal["approvals"]) | {tx.sender})
     return _record_approval(state, proposal_id, {**proposal, "approvals": approvals}, ctx)
 

@@ -83,7 +83,9 @@ def load_genesis(obj: Any) -> Genesis:
         raise GenesisError("validators: a pubkey appears twice")
     accounts = obj["accounts"]
     if not isinstance(accounts, list) or len(accounts) > MAX_GENESIS_ACCOUNTS:
-        raise GenesisError("accounts: expected a list of at most %d accounts" % MAX_GENESIS_ACCOUNTS)
+        raise GenesisError(
+            "accounts: expected a list of at most %d accounts" % MAX_GENESIS_ACCOUNTS
+        )
     for index, entry in enumerate(accounts):
         problem = _account_entry_problem(entry)
         if problem is not None:
@@ -96,7 +98,9 @@ def load_genesis(obj: Any) -> Genesis:
         dev=dev,
         params={**DEFAULT_PARAMS, **given_params},
         validators=[dict(validator) for validator in validators],
-        accounts=[{"account": entry["account"], "roles": sorted(entry["roles"])} for entry in accounts],
+        accounts=[
+            {"account": entry["account"], "roles": sorted(entry["roles"])} for entry in accounts
+        ],
         hash=sha256_hex(canonical_bytes(obj)),
     )
 

@@ -83,10 +83,14 @@ def latest_scheduled_validators(state: StateView) -> list[dict[str, Any]]:
     return schedule[-1]["validators"] if schedule else []
 
 
-def schedule_validators(state: Overlay, validators: list[dict[str, Any]], ctx: BlockContext) -> None:
+def schedule_validators(
+    state: Overlay, validators: list[dict[str, Any]], ctx: BlockContext
+) -> None:
     from_height = ctx.height + VALIDATOR_CHANGE_DELAY
     ordered = sorted(validators, key=lambda validator: validator["pubkey"])
-    schedule = [entry for entry in get_validator_schedule(state) if entry["from_height"] != from_height]
+    schedule = [
+        entry for entry in get_validator_schedule(state) if entry["from_height"] != from_height
+    ]
     schedule.append({"from_height": from_height, "validators": ordered})
     state.put(VALIDATORS_KEY, schedule)
 
@@ -139,7 +143,9 @@ def check_action(state: StateView, action: str, args: dict[str, Any]) -> Result 
         if problem is not None:
             return reject(Code.INVALID_PARAMS, problem)
         if args["pubkey"] in keys:
-            return reject(Code.INVALID_PARAMS, "validator %s is already in the set" % args["pubkey"])
+            return reject(
+                Code.INVALID_PARAMS, "validator %s is already in the set" % args["pubkey"]
+            )
         if len(validators) >= MAX_VALIDATORS:
             return reject(Code.INVALID_ACTION, "the set already has %d validators" % MAX_VALIDATORS)
         return None
@@ -175,7 +181,9 @@ def apply_action(state: Overlay, action: str, args: dict[str, Any], ctx: BlockCo
         params = {**get_params(state), **args}
         state.put(PARAMS_KEY, params)
         # One history entry per height: later changes in the same block fold into it.
-        history = [entry for entry in state.get(PARAMS_HISTORY_KEY) or [] if entry["height"] != ctx.height]
+        history = [
+            entry for entry in state.get(PARAMS_HISTORY_KEY) or [] if entry["height"] != ctx.height
+        ]
         history.append({"height": ctx.height, "params": params})
         state.put(PARAMS_HISTORY_KEY, history)
     elif action == "grant_role":

@@ -113,7 +113,8 @@ def compute_hold_days(collection: dict[str, Any], acquired_by: str, params: dict
     """The hold for the token's current owner: the collection's own days where it sets them,
     never below the chain parameter in force (parameter changes are not grandfathered)."""
     name = "first_hold_days" if acquired_by == "mint" else "later_hold_days"
-    return max(collection.get(name, 0), params[name])
+    own_days: int = collection.get(name, 0)
+    return max(own_days, params[name])
 
 
 def compute_eligible_at(held_since_ms: int, hold_days: int) -> int:

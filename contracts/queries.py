@@ -41,7 +41,7 @@ def account_info(view: StateView, account: str, time_ms: int) -> dict[str, Any] 
     sanctions = []
     for kind in SANCTION_KINDS:
         sanction = view.get(sanction_key(account, kind))
-        if is_sanction_active(sanction, time_ms):
+        if sanction is not None and is_sanction_active(sanction, time_ms):
             sanctions.append(
                 {
                     "kind": kind,
@@ -74,7 +74,9 @@ def token_info(view: StateView, token_id: str) -> dict[str, Any] | None:
     if collection["transferable"]:
         hold_days = compute_hold_days(collection, token["acquired_by"], get_params(view))
         transferable_at = compute_eligible_at(token["held_since"], hold_days)
-    history = [view.get(token_history_key(token_id, index)) for index in range(token["history_length"])]
+    history = [
+        view.get(token_history_key(token_id, index)) for index in range(token["history_length"])
+    ]
     return {
         "token": token_id,
         "owner": token["owner"],

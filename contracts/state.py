@@ -64,7 +64,7 @@ def proposal_key(proposal_id: str) -> str:
 
 def token_id_of_key(key: str) -> str | None:
     """The token id when `key` is a token record's key (for indexes kept by the node)."""
-    return key[len(TOKEN_PREFIX):] if key.startswith(TOKEN_PREFIX) else None
+    return key[len(TOKEN_PREFIX) :] if key.startswith(TOKEN_PREFIX) else None
 
 
 class StateView(Protocol):

@@ -89,7 +89,7 @@ def decode_internal(data: bytes) -> list[bytes] | None:
     offset = 3
     for index in range(16):
         if bitmap >> index & 1:
-            child = data[offset:offset + 32]
+            child = data[offset : offset + 32]
             if child == EMPTY_HASH:
                 return None
             children.append(child)
@@ -136,12 +136,16 @@ class _Updater:
             children[index] = self.build(depth + 1, group)
         return self.save(encode_internal(children))
 
-    def update(self, node_hash: bytes, depth: int, updates: list[tuple[bytes, bytes | None]]) -> bytes:
+    def update(
+        self, node_hash: bytes, depth: int, updates: list[tuple[bytes, bytes | None]]
+    ) -> bytes:
         """The subtree `node_hash` after `updates` (sorted by path; None deletes)."""
         if not updates:
             return node_hash
         if node_hash == EMPTY_HASH:
-            return self.build(depth, [(path, value) for path, value in updates if value is not None])
+            return self.build(
+                depth, [(path, value) for path, value in updates if value is not None]
+            )
         data = self.load(node_hash)
         leaf = decode_leaf(data)
         if leaf is not None:
@@ -183,7 +187,8 @@ def apply_changes(
 ) -> tuple[str, dict[bytes, bytes]]:
     """The root after setting (or, for None, deleting) each key, and the nodes to persist."""
     updates = sorted(
-        (key_hash(key), None if value is None else value_hash(value)) for key, value in changes.items()
+        (key_hash(key), None if value is None else value_hash(value))
+        for key, value in changes.items()
     )
     updater = _Updater(store)
     root = updater.update(bytes.fromhex(root_hex), 0, updates)

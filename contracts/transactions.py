@@ -308,7 +308,8 @@ def parse_tx(obj: Any, *, require_signature: bool = True) -> SignedTx:
         raise _malformed(str(exc)) from None
     if len(encoded) > MAX_TX_BYTES:
         raise TxError(
-            "too_large", "encoded transaction is %d bytes, at most %d" % (len(encoded), MAX_TX_BYTES)
+            "too_large",
+            "encoded transaction is %d bytes, at most %d" % (len(encoded), MAX_TX_BYTES),
         )
     unknown = sorted(set(obj) - TOP_LEVEL_FIELDS - {"signature"})
     if unknown:
@@ -352,7 +353,9 @@ def parse_tx(obj: Any, *, require_signature: bool = True) -> SignedTx:
 def decode_tx(data: bytes) -> SignedTx:
     """Strict canonical decode of a signed transaction, then parse_tx."""
     if isinstance(data, (bytes, bytearray)) and len(data) > MAX_TX_BYTES:
-        raise TxError("too_large", "encoded transaction is %d bytes, at most %d" % (len(data), MAX_TX_BYTES))
+        raise TxError(
+            "too_large", "encoded transaction is %d bytes, at most %d" % (len(data), MAX_TX_BYTES)
+        )
     try:
         obj = decode_canonical(data, max_bytes=MAX_TX_BYTES)
     except EncodingError as exc:
@@ -363,6 +366,8 @@ def decode_tx(data: bytes) -> SignedTx:
 def check_admission_static(tx: SignedTx, chain_id: str) -> None:
     """The admission checks that need no state: the chain, then the signature."""
     if tx.chain_id != chain_id:
-        raise TxError("wrong_chain", "transaction is for chain %r, this is %r" % (tx.chain_id, chain_id))
+        raise TxError(
+            "wrong_chain", "transaction is for chain %r, this is %r" % (tx.chain_id, chain_id)
+        )
     if not verify_tx_signature(tx):
         raise TxError("bad_signature", "signature does not verify for sender %s" % tx.sender)

@@ -7,7 +7,7 @@ gifts (default 500, each touching the token, a new history entry and two
 accounts) is executed and applied to the state tree. The block's tree update
 should grow with log16(N) (the tree's depth), not with N: compare the columns.
 
-    python scripts/bench_state.py                     # 10^4, 10^5, 10^6 (the last takes a minute or two)
+    python scripts/bench_state.py           # 10^4, 10^5, 10^6 (10^6 takes a minute or two)
     python scripts/bench_state.py --sizes 10000 100000 --gifts 200
 """
 
@@ -22,14 +22,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from contracts.context import BlockContext  # noqa: E402
-from contracts.execution import execute_block  # noqa: E402
-from contracts.genesis import devnet_genesis, genesis_writes, load_genesis  # noqa: E402
-from contracts.params import DAY_MS  # noqa: E402
-from contracts.state import account_key, collection_key, token_history_key, token_key  # noqa: E402
-from contracts.state_tree import EMPTY_ROOT, MemoryNodeStore, apply_changes, prove, verify_proof  # noqa: E402
-from contracts.transactions import parse_tx, sign_tx  # noqa: E402
-from primitives.crypto import SigningKey, sha256  # noqa: E402
+from contracts.context import BlockContext
+from contracts.execution import execute_block
+from contracts.genesis import devnet_genesis, genesis_writes, load_genesis
+from contracts.params import DAY_MS
+from contracts.state import account_key, collection_key, token_history_key, token_key
+from contracts.state_tree import EMPTY_ROOT, MemoryNodeStore, apply_changes, prove, verify_proof
+from contracts.transactions import parse_tx, sign_tx
+from primitives.crypto import SigningKey, sha256
 
 ACCOUNTS = 1000
 T0 = 1_717_171_200_000
@@ -58,10 +58,22 @@ class SyntheticView:
         self.owner_index = {owner: index for index, owner in enumerate(owners)}
 
     def token(self, serial: int) -> dict[str, Any]:
-        return {"owner": self.owners[serial % ACCOUNTS], "content_hash": CONTENT, "acquired_by": "mint", "held_since": T0, "history_length": 1}
+        return {
+            "owner": self.owners[serial % ACCOUNTS],
+            "content_hash": CONTENT,
+            "acquired_by": "mint",
+            "held_since": T0,
+            "history_length": 1,
+        }
 
     def history(self, serial: int) -> dict[str, Any]:
-        return {"owner": self.owners[serial % ACCOUNTS], "acquired_by": "mint", "at": T0, "height": 1, "tx": CONTENT}
+        return {
+            "owner": self.owners[serial % ACCOUNTS],
+            "acquired_by": "mint",
+            "at": T0,
+            "height": 1,
+            "tx": CONTENT,
+        }
 
     def account(self, index: int) -> dict[str, Any]:
         count = self.tokens // ACCOUNTS + (1 if index < self.tokens % ACCOUNTS else 0)
@@ -79,7 +91,7 @@ class SyntheticView:
     def serial_of(self, key: str, prefix: str) -> int | None:
         if not key.startswith(prefix):
             return None
-        serial = int(key[len(prefix):].split("/")[0])
+        serial = int(key[len(prefix) :].split("/")[0])
         return serial if 1 <= serial <= self.tokens else None
 
     def get(self, key: str) -> Any | None:
@@ -92,7 +104,7 @@ class SyntheticView:
             serial = self.serial_of(key, "token_history/bench:")
             return None if serial is None else self.history(serial)
         if key.startswith("account/"):
-            index = self.owner_index.get(key[len("account/"):])
+            index = self.owner_index.get(key[len("account/") :])
             return None if index is None else self.account(index)
         return None
 
@@ -112,8 +124,12 @@ def bench_size(tokens: int, gifts: int, keys: list[SigningKey]) -> dict[str, flo
     genesis = load_genesis(devnet_genesis(4, T0))
     base = genesis_writes(genesis)
     base[collection_key("bench")] = {
-        "collection": "bench", "name": "Bench", "max_supply": 10_000_000, "transferable": True,
-        "issuer": genesis.accounts[0]["account"], "minted": tokens,
+        "collection": "bench",
+        "name": "Bench",
+        "max_supply": 10_000_000,
+        "transferable": True,
+        "issuer": genesis.accounts[0]["account"],
+        "minted": tokens,
     }
     view = SyntheticView(base, tokens, [key.public_key for key in keys])
 
@@ -134,7 +150,13 @@ def bench_size(tokens: int, gifts: int, keys: list[SigningKey]) -> dict[str, flo
         serial = serial if 1 <= serial <= tokens else index or ACCOUNTS
         owner = keys[serial % ACCOUNTS]
         body = {"token": "bench:%d" % serial, "to": keys[(serial + 1) % ACCOUNTS].public_key}
-        unsigned = {"chain_id": genesis.chain_id, "type": "gift", "sender": owner.public_key, "nonce": 0, "body": body}
+        unsigned = {
+            "chain_id": genesis.chain_id,
+            "type": "gift",
+            "sender": owner.public_key,
+            "nonce": 0,
+            "body": body,
+        }
         txs.append(parse_tx(sign_tx(unsigned, owner)))
 
     ctx = BlockContext(genesis.chain_id, 2, T0 + 800 * DAY_MS)
@@ -153,7 +175,10 @@ def bench_size(tokens: int, gifts: int, keys: list[SigningKey]) -> dict[str, flo
     sample = list(outcome.writes)[:100]
     proofs = [prove(store, new_root, key) for key in sample]
     prove_s = (time.perf_counter() - started) / len(sample)
-    assert all(verify_proof(new_root, key, outcome.writes[key], proof) for key, proof in zip(sample, proofs))
+    assert all(
+        verify_proof(new_root, key, outcome.writes[key], proof)
+        for key, proof in zip(sample, proofs, strict=True)
+    )
     depth = max(len(proof["nodes"]) for proof in proofs)
     return {
         "tokens": tokens,
@@ -171,21 +196,44 @@ def bench_size(tokens: int, gifts: int, keys: list[SigningKey]) -> dict[str, flo
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
-    parser.add_argument("--gifts", type=int, default=500, help="gifts per block (at most %d)" % ACCOUNTS)
+    parser.add_argument(
+        "--gifts", type=int, default=500, help="gifts per block (at most %d)" % ACCOUNTS
+    )
     arguments = parser.parse_args()
     if not 1 <= arguments.gifts <= ACCOUNTS:
         parser.error("--gifts must be in 1..%d" % ACCOUNTS)
     keys = [SigningKey(sha256(b"bench account %d" % index)) for index in range(ACCOUNTS)]
-    columns = ["tokens", "leaves", "build_s", "gifts_ok", "keys_touched", "execute_ms", "update_ms", "node_reads", "nodes_written", "depth", "prove_us"]
+    columns = [
+        "tokens",
+        "leaves",
+        "build_s",
+        "gifts_ok",
+        "keys_touched",
+        "execute_ms",
+        "update_ms",
+        "node_reads",
+        "nodes_written",
+        "depth",
+        "prove_us",
+    ]
     print(" ".join("%13s" % column for column in columns))
     for size in arguments.sizes:
         row = bench_size(size, arguments.gifts, keys)
-        print(" ".join("%13s" % (("%.1f" % row[c]) if isinstance(row[c], float) else row[c]) for c in columns), flush=True)
+        print(
+            " ".join(
+                "%13s" % (("%.1f" % row[c]) if isinstance(row[c], float) else row[c])
+                for c in columns
+            ),
+            flush=True,
+        )
     print(
-        "\nupdate_ms, node_reads and nodes_written are one block's tree update; they follow the tree's"
-        "\ndepth (log16 of the leaves), not the number of tokens. build_s is the one-off initial load."
+        "\nupdate_ms, node_reads and nodes_written are one block's tree update; they follow"
+        "\nthe tree's depth (log16 of the leaves), not the number of tokens."
+        "\nbuild_s is the one-off initial load."
     )
     return 0
 

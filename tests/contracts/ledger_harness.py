@@ -40,7 +40,9 @@ def days(count: int) -> int:
 class Ledger:
     """A chain whose authority (all four roles) is the devnet authority."""
 
-    def __init__(self, params: dict[str, int] | None = None, genesis_time_ms: int = GENESIS_TIME_MS) -> None:
+    def __init__(
+        self, params: dict[str, int] | None = None, genesis_time_ms: int = GENESIS_TIME_MS
+    ) -> None:
         genesis_object = devnet_genesis(4, genesis_time_ms)
         genesis_object["params"].update(params or {})
         self.genesis = load_genesis(genesis_object)
@@ -61,7 +63,13 @@ class Ledger:
         if nonce is None:
             nonce = self._pending_nonces.get(sender.public_key, self.nonce_of(sender.public_key))
             self._pending_nonces[sender.public_key] = nonce + 1
-        unsigned = {"chain_id": CHAIN_ID, "type": tx_type, "sender": sender.public_key, "nonce": nonce, "body": body}
+        unsigned = {
+            "chain_id": CHAIN_ID,
+            "type": tx_type,
+            "sender": sender.public_key,
+            "nonce": nonce,
+            "body": body,
+        }
         return parse_tx(sign_tx(unsigned, sender))
 
     def block(self, txs: list[SignedTx], time_ms: int | None = None) -> list[Result]:
@@ -73,10 +81,14 @@ class Ledger:
         self._pending_nonces.clear()
         return outcome.results
 
-    def run(self, sender: SigningKey, tx_type: str, body: dict[str, Any], time_ms: int | None = None) -> Result:
+    def run(
+        self, sender: SigningKey, tx_type: str, body: dict[str, Any], time_ms: int | None = None
+    ) -> Result:
         return self.block([self.tx(sender, tx_type, body)], time_ms)[0]
 
-    def ok(self, sender: SigningKey, tx_type: str, body: dict[str, Any], time_ms: int | None = None) -> None:
+    def ok(
+        self, sender: SigningKey, tx_type: str, body: dict[str, Any], time_ms: int | None = None
+    ) -> None:
         result = self.run(sender, tx_type, body, time_ms)
         if not result.ok:
             raise AssertionError("%s failed: %s %s" % (tx_type, result.code, result.message))
@@ -89,19 +101,42 @@ class Ledger:
         after = self.snapshot()
         sender_key = account_key(sender.public_key)
         assert set(after) == set(before)
-        assert {k: v for k, v in after.items() if k != sender_key} == {k: v for k, v in before.items() if k != sender_key}
+        assert {k: v for k, v in after.items() if k != sender_key} == {
+            k: v for k, v in before.items() if k != sender_key
+        }
         assert after[sender_key] == {**before[sender_key], "nonce": before[sender_key]["nonce"] + 1}
 
     # Common steps, all sent by the authority unless told otherwise.
 
-    def register(self, who: SigningKey, birth_date: str = "2000-01-01", time_ms: int | None = None) -> None:
-        self.ok(self.authority, "register_account", {"account": who.public_key, "birth_date": birth_date, "kyc_ref": HASH_A}, time_ms)
+    def register(
+        self, who: SigningKey, birth_date: str = "2000-01-01", time_ms: int | None = None
+    ) -> None:
+        self.ok(
+            self.authority,
+            "register_account",
+            {"account": who.public_key, "birth_date": birth_date, "kyc_ref": HASH_A},
+            time_ms,
+        )
 
-    def create_collection(self, collection: str = "moon-rabbit", issuer: SigningKey | None = None, **options: Any) -> None:
-        body = {"collection": collection, "name": "Moon Rabbit", "max_supply": 100, "transferable": True, **options}
+    def create_collection(
+        self, collection: str = "moon-rabbit", issuer: SigningKey | None = None, **options: Any
+    ) -> None:
+        body = {
+            "collection": collection,
+            "name": "Moon Rabbit",
+            "max_supply": 100,
+            "transferable": True,
+            **options,
+        }
         self.ok(issuer or self.authority, "create_collection", body)
 
-    def mint(self, owner: SigningKey, serial: int = 1, collection: str = "moon-rabbit", time_ms: int | None = None) -> str:
+    def mint(
+        self,
+        owner: SigningKey,
+        serial: int = 1,
+        collection: str = "moon-rabbit",
+        time_ms: int | None = None,
+    ) -> str:
         items = [{"serial": serial, "owner": owner.public_key, "content_hash": HASH_A}]
         self.ok(self.authority, "mint", {"collection": collection, "items": items}, time_ms)
         return "%s:%d" % (collection, serial)
@@ -111,4 +146,8 @@ class Ledger:
         self.ok(self.authority, "propose", {"action": "set_params", "args": params})
 
     def grant(self, who: SigningKey, role: str) -> None:
-        self.ok(self.authority, "propose", {"action": "grant_role", "args": {"account": who.public_key, "role": role}})
+        self.ok(
+            self.authority,
+            "propose",
+            {"action": "grant_role", "args": {"account": who.public_key, "role": role}},
+        )

@@ -1,14 +1,14 @@
-"""Accounts, collections and sanctions (PROTOCOL §4 "Others"): role first, then each code in order."""
+"""Accounts, collections and sanctions (PROTOCOL §4 "Others"): role, then each code."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
+from ledger_harness import HASH_A, Ledger, key
 
 from contracts.codes import Code
 from contracts.queries import account_info, collection_info
-from ledger_harness import HASH_A, Ledger, key
 
 ALICE, BOB, DAVE = key("alice"), key("bob"), key("dave")
 
@@ -25,21 +25,33 @@ def register(ledger: Ledger, who: Any, sender: Any = None, birth_date: str = "20
 
 
 def revoke(ledger: Ledger, who: Any, sender: Any = None) -> Any:
-    return ledger.run(sender or ledger.authority, "revoke_account", {"account": who.public_key, "reason": "fraud"})
+    return ledger.run(
+        sender or ledger.authority, "revoke_account", {"account": who.public_key, "reason": "fraud"}
+    )
 
 
 def create(ledger: Ledger, sender: Any = None, **options: Any) -> Any:
-    body = {"collection": "moon-rabbit", "name": "Moon", "max_supply": 5, "transferable": True, **options}
+    body = {
+        "collection": "moon-rabbit",
+        "name": "Moon",
+        "max_supply": 5,
+        "transferable": True,
+        **options,
+    }
     return ledger.run(sender or ledger.authority, "create_collection", body)
 
 
-def sanction(ledger: Ledger, who: Any, kind: str = "transfer_freeze", until: int = 0, sender: Any = None) -> Any:
+def sanction(
+    ledger: Ledger, who: Any, kind: str = "transfer_freeze", until: int = 0, sender: Any = None
+) -> Any:
     body = {"account": who.public_key, "kind": kind, "reason": "court order", "until": until}
     return ledger.run(sender or ledger.authority, "sanction", body)
 
 
 def lift(ledger: Ledger, who: Any, kind: str = "transfer_freeze", sender: Any = None) -> Any:
-    return ledger.run(sender or ledger.authority, "lift_sanction", {"account": who.public_key, "kind": kind})
+    return ledger.run(
+        sender or ledger.authority, "lift_sanction", {"account": who.public_key, "kind": kind}
+    )
 
 
 def _revoked_then_registered(ledger: Ledger) -> Any:
@@ -59,35 +71,81 @@ def _still_active_sanction_lift(ledger: Ledger) -> Any:
 
 
 OTHERS_TABLE: list[tuple[str, Any, Code]] = [
-    ("register ok", lambda l: register(l, BOB), Code.OK),
-    ("register unauthorized", lambda l: register(l, BOB, sender=ALICE), Code.UNAUTHORIZED),
-    ("register unauthorized before account_exists", lambda l: register(l, ALICE, sender=ALICE), Code.UNAUTHORIZED),
-    ("register account_exists", lambda l: register(l, ALICE), Code.ACCOUNT_EXISTS),
+    ("register ok", lambda ledger: register(ledger, BOB), Code.OK),
+    (
+        "register unauthorized",
+        lambda ledger: register(ledger, BOB, sender=ALICE),
+        Code.UNAUTHORIZED,
+    ),
+    (
+        "register unauthorized before account_exists",
+        lambda ledger: register(ledger, ALICE, sender=ALICE),
+        Code.UNAUTHORIZED,
+    ),
+    ("register account_exists", lambda ledger: register(ledger, ALICE), Code.ACCOUNT_EXISTS),
     ("register re-authenticates a revoked account", _revoked_then_registered, Code.OK),
-    ("register authenticates a role account", lambda l: register(l, l.authority), Code.OK),
-    ("revoke ok", lambda l: revoke(l, ALICE), Code.OK),
-    ("revoke unauthorized", lambda l: revoke(l, ALICE, sender=ALICE), Code.UNAUTHORIZED),
-    ("revoke account_not_found", lambda l: revoke(l, DAVE), Code.ACCOUNT_NOT_FOUND),
-    ("create ok", lambda l: create(l), Code.OK),
-    ("create unauthorized", lambda l: create(l, sender=ALICE), Code.UNAUTHORIZED),
-    ("create collection_exists", lambda l: (create(l), create(l))[1], Code.COLLECTION_EXISTS),
-    ("create hold days equal to the chain's", lambda l: create(l, first_hold_days=180, later_hold_days=730), Code.OK),
-    ("create invalid_policy first hold", lambda l: create(l, first_hold_days=179), Code.INVALID_POLICY),
-    ("create invalid_policy later hold", lambda l: create(l, later_hold_days=729), Code.INVALID_POLICY),
-    ("create collection_exists before invalid_policy", lambda l: (create(l), create(l, first_hold_days=1))[1], Code.COLLECTION_EXISTS),
-    ("sanction ok", lambda l: sanction(l, ALICE), Code.OK),
-    ("sanction unauthorized", lambda l: sanction(l, ALICE, sender=ALICE), Code.UNAUTHORIZED),
-    ("sanction account_not_found", lambda l: sanction(l, DAVE), Code.ACCOUNT_NOT_FOUND),
-    ("lift ok", lambda l: (sanction(l, ALICE), lift(l, ALICE))[1], Code.OK),
-    ("lift unauthorized", lambda l: (sanction(l, ALICE), lift(l, ALICE, sender=ALICE))[1], Code.UNAUTHORIZED),
-    ("lift no_such_sanction", lambda l: lift(l, ALICE), Code.NO_SUCH_SANCTION),
-    ("lift no_such_sanction other kind", lambda l: (sanction(l, ALICE), lift(l, ALICE, "purchase_ban"))[1], Code.NO_SUCH_SANCTION),
+    (
+        "register authenticates a role account",
+        lambda ledger: register(ledger, ledger.authority),
+        Code.OK,
+    ),
+    ("revoke ok", lambda ledger: revoke(ledger, ALICE), Code.OK),
+    ("revoke unauthorized", lambda ledger: revoke(ledger, ALICE, sender=ALICE), Code.UNAUTHORIZED),
+    ("revoke account_not_found", lambda ledger: revoke(ledger, DAVE), Code.ACCOUNT_NOT_FOUND),
+    ("create ok", lambda ledger: create(ledger), Code.OK),
+    ("create unauthorized", lambda ledger: create(ledger, sender=ALICE), Code.UNAUTHORIZED),
+    (
+        "create collection_exists",
+        lambda ledger: (create(ledger), create(ledger))[1],
+        Code.COLLECTION_EXISTS,
+    ),
+    (
+        "create hold days equal to the chain's",
+        lambda ledger: create(ledger, first_hold_days=180, later_hold_days=730),
+        Code.OK,
+    ),
+    (
+        "create invalid_policy first hold",
+        lambda ledger: create(ledger, first_hold_days=179),
+        Code.INVALID_POLICY,
+    ),
+    (
+        "create invalid_policy later hold",
+        lambda ledger: create(ledger, later_hold_days=729),
+        Code.INVALID_POLICY,
+    ),
+    (
+        "create collection_exists before invalid_policy",
+        lambda ledger: (create(ledger), create(ledger, first_hold_days=1))[1],
+        Code.COLLECTION_EXISTS,
+    ),
+    ("sanction ok", lambda ledger: sanction(ledger, ALICE), Code.OK),
+    (
+        "sanction unauthorized",
+        lambda ledger: sanction(ledger, ALICE, sender=ALICE),
+        Code.UNAUTHORIZED,
+    ),
+    ("sanction account_not_found", lambda ledger: sanction(ledger, DAVE), Code.ACCOUNT_NOT_FOUND),
+    ("lift ok", lambda ledger: (sanction(ledger, ALICE), lift(ledger, ALICE))[1], Code.OK),
+    (
+        "lift unauthorized",
+        lambda ledger: (sanction(ledger, ALICE), lift(ledger, ALICE, sender=ALICE))[1],
+        Code.UNAUTHORIZED,
+    ),
+    ("lift no_such_sanction", lambda ledger: lift(ledger, ALICE), Code.NO_SUCH_SANCTION),
+    (
+        "lift no_such_sanction other kind",
+        lambda ledger: (sanction(ledger, ALICE), lift(ledger, ALICE, "purchase_ban"))[1],
+        Code.NO_SUCH_SANCTION,
+    ),
     ("lift no_such_sanction expired at block time", _expired_sanction_lift, Code.NO_SUCH_SANCTION),
     ("lift a sanction active one more ms", _still_active_sanction_lift, Code.OK),
 ]
 
 
-@pytest.mark.parametrize("action,expected", [row[1:] for row in OTHERS_TABLE], ids=[row[0] for row in OTHERS_TABLE])
+@pytest.mark.parametrize(
+    "action,expected", [row[1:] for row in OTHERS_TABLE], ids=[row[0] for row in OTHERS_TABLE]
+)
 def test_other_rules_table(action: Any, expected: Code) -> None:
     """Each row gets exactly its code, and a rejected one changes nothing but the sender's nonce."""
     ledger = scene()
@@ -110,7 +168,7 @@ def test_other_rules_table(action: Any, expected: Code) -> None:
 
 
 def test_register_sets_the_account_fields() -> None:
-    """A registered account is authenticated with its birth date; revoking keeps its nonce and roles."""
+    """A registered account is authenticated with its birth date; revoking keeps nonce and roles."""
     ledger = scene()
     info = account_info(ledger.view, ALICE.public_key, ledger.time_ms)
     assert info == {
@@ -138,7 +196,9 @@ def test_sanctions_replace_and_expire_in_account_info() -> None:
     assert sanction(ledger, ALICE, until=ledger.time_ms + 5000).ok
     since = ledger.time_ms
     info = account_info(ledger.view, ALICE.public_key, since)
-    assert info["sanctions"] == [{"kind": "transfer_freeze", "reason": "court order", "until": since + 4000, "since": since}]
+    assert info["sanctions"] == [
+        {"kind": "transfer_freeze", "reason": "court order", "until": since + 4000, "since": since}
+    ]
     assert account_info(ledger.view, ALICE.public_key, since + 4000)["sanctions"] == []
 
 

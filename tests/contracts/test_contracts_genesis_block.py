@@ -6,10 +6,18 @@ import copy
 from typing import Any
 
 import pytest
+from ledger_harness import HASH_A, key
 
 from consensus.types import ZERO_HASH as CONSENSUS_ZERO_HASH
 from consensus.types import header_hash as consensus_header_hash
-from contracts.block import BlockError, ZERO_HASH, compute_results_root, compute_tx_root, header_hash, seal_block
+from contracts.block import (
+    ZERO_HASH,
+    BlockError,
+    compute_results_root,
+    compute_tx_root,
+    header_hash,
+    seal_block,
+)
 from contracts.context import Result
 from contracts.genesis import (
     GenesisError,
@@ -26,7 +34,6 @@ from contracts.queries import account_info, params_info, validator_set_at
 from contracts.state import DictView
 from contracts.state_tree import EMPTY_ROOT, MemoryNodeStore, apply_changes, compute_root
 from contracts.transactions import parse_tx, sign_tx
-from ledger_harness import HASH_A, key
 from primitives.crypto import sha256, sha256_hex
 from primitives.encoding import canonical_bytes
 from primitives.merkle import merkle_root
@@ -40,28 +47,52 @@ def test_devnet_follows_the_conventions() -> None:
     assert obj["chain_id"] == "yuxi-devnet" and obj["dev"] is True and obj["genesis_time"] == T0
     assert devnet_validator_key(2).seed == sha256(b"yuxi devnet validator 2")
     assert devnet_authority_key().seed == sha256(b"yuxi devnet authority")
-    assert [v["pubkey"] for v in obj["validators"]] == [devnet_validator_key(i).public_key for i in range(4)]
-    assert [v["endpoint"] for v in obj["validators"]] == ["127.0.0.1:%d" % (9100 + i) for i in range(4)]
-    assert obj["accounts"] == [{"account": devnet_authority_key().public_key, "roles": ["governor", "kyc_authority", "issuer", "compliance"]}]
+    assert [v["pubkey"] for v in obj["validators"]] == [
+        devnet_validator_key(i).public_key for i in range(4)
+    ]
+    assert [v["endpoint"] for v in obj["validators"]] == [
+        "127.0.0.1:%d" % (9100 + i) for i in range(4)
+    ]
+    assert obj["accounts"] == [
+        {
+            "account": devnet_authority_key().public_key,
+            "roles": ["governor", "kyc_authority", "issuer", "compliance"],
+        }
+    ]
     assert devnet_genesis(1, T0)["validators"][0]["endpoint"] == "127.0.0.1:8700"
 
 
 def test_genesis_hash_and_state() -> None:
-    """The hash is SHA-256 of the canonical genesis; the state holds params, validators and role accounts."""
+    """The hash is SHA-256 of the canonical genesis; the state has params, validators, roles."""
     obj = devnet_genesis(4, T0)
     genesis = load_genesis(obj)
     assert genesis.hash == sha256_hex(canonical_bytes(obj))
     writes = genesis_writes(genesis)
     view = DictView(writes)
-    assert params_info(view) == {"params": DEFAULT_PARAMS, "history": [{"height": 0, "params": DEFAULT_PARAMS}]}
-    assert {v["pubkey"] for v in validator_set_at(view, 1)} == {v["pubkey"] for v in obj["validators"]}
+    assert params_info(view) == {
+        "params": DEFAULT_PARAMS,
+        "history": [{"height": 0, "params": DEFAULT_PARAMS}],
+    }
+    assert {v["pubkey"] for v in validator_set_at(view, 1)} == {
+        v["pubkey"] for v in obj["validators"]
+    }
     authority = account_info(view, devnet_authority_key().public_key, T0)
-    assert authority["nonce"] == 0 and authority["authenticated"] is False and authority["birth_date"] is None
+    assert (
+        authority["nonce"] == 0
+        and authority["authenticated"] is False
+        and authority["birth_date"] is None
+    )
     assert genesis_state_root(genesis) == compute_root(writes) != EMPTY_ROOT
     header = genesis_header(genesis)
-    assert header["height"] == 0 and header["time"] == T0 and header["state_root"] == genesis_state_root(genesis)
+    assert (
+        header["height"] == 0
+        and header["time"] == T0
+        and header["state_root"] == genesis_state_root(genesis)
+    )
     changed = load_genesis(dict(obj, genesis_time=T0 + 1))
-    assert changed.hash != genesis.hash and genesis_state_root(changed) != genesis_state_root(genesis)
+    assert changed.hash != genesis.hash and genesis_state_root(changed) != genesis_state_root(
+        genesis
+    )
 
 
 def test_params_default_when_absent() -> None:
@@ -100,7 +131,9 @@ BAD_GENESIS = [
 ]
 
 
-@pytest.mark.parametrize("change", [row[1] for row in BAD_GENESIS], ids=[row[0] for row in BAD_GENESIS])
+@pytest.mark.parametrize(
+    "change", [row[1] for row in BAD_GENESIS], ids=[row[0] for row in BAD_GENESIS]
+)
 def test_bad_genesis_is_refused(change: Any) -> None:
     """Each defect in a genesis file is a GenesisError with a message."""
     obj: Any = [] if change is None else _broken(change)
@@ -125,16 +158,44 @@ def test_seal_block_header_and_roots() -> None:
     alice = key("alice")
     body = {"account": alice.public_key, "birth_date": "2000-01-01", "kyc_ref": HASH_A}
     txs = [
-        parse_tx(sign_tx({"chain_id": genesis.chain_id, "type": "register_account", "sender": authority.public_key, "nonce": nonce, "body": body}, authority))
+        parse_tx(
+            sign_tx(
+                {
+                    "chain_id": genesis.chain_id,
+                    "type": "register_account",
+                    "sender": authority.public_key,
+                    "nonce": nonce,
+                    "body": body,
+                },
+                authority,
+            )
+        )
         for nonce in (0, 1)
     ]
     proposer = devnet_validator_key(0).public_key
-    header, outcome, nodes = seal_block(view, store, parent, txs, genesis.chain_id, 1, T0 + 1, proposer)
-    assert list(header) == ["chain_id", "height", "parent", "time", "proposer", "tx_root", "results_root", "state_root"]
+    header, outcome, nodes = seal_block(
+        view, store, parent, txs, genesis.chain_id, 1, T0 + 1, proposer
+    )
+    assert list(header) == [
+        "chain_id",
+        "height",
+        "parent",
+        "time",
+        "proposer",
+        "tx_root",
+        "results_root",
+        "state_root",
+    ]
     assert header["parent"] == ZERO_HASH == CONSENSUS_ZERO_HASH
-    assert header["tx_root"] == merkle_root([bytes.fromhex(tx.id) for tx in txs]) == compute_tx_root(txs)
+    assert (
+        header["tx_root"]
+        == merkle_root([bytes.fromhex(tx.id) for tx in txs])
+        == compute_tx_root(txs)
+    )
     assert [result.code for result in outcome.results] == ["ok", "account_exists"]
-    assert header["results_root"] == merkle_root([canonical_bytes(r.to_dict()) for r in outcome.results])
+    assert header["results_root"] == merkle_root(
+        [canonical_bytes(r.to_dict()) for r in outcome.results]
+    )
     view.apply(outcome.writes)
     store.put_nodes(nodes)
     assert header["state_root"] == compute_root(view.values)
@@ -165,7 +226,18 @@ def test_seal_block_refuses_impossible_blocks() -> None:
     small_view = DictView(genesis_writes(small))
     authority = devnet_authority_key()
     txs = [
-        parse_tx(sign_tx({"chain_id": small.chain_id, "type": "approve", "sender": authority.public_key, "nonce": nonce, "body": {"proposal": HASH_A}}, authority))
+        parse_tx(
+            sign_tx(
+                {
+                    "chain_id": small.chain_id,
+                    "type": "approve",
+                    "sender": authority.public_key,
+                    "nonce": nonce,
+                    "body": {"proposal": HASH_A},
+                },
+                authority,
+            )
+        )
         for nonce in (0, 1)
     ]
     with pytest.raises(BlockError):

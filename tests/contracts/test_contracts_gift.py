@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import datetime
+from collections.abc import Callable
 from typing import Any
 
 import pytest
+from ledger_harness import Ledger, at, days, key
 
 from contracts.codes import Code
 from contracts.context import Result
 from contracts.helpers import compute_calendar_date
 from contracts.queries import account_info, token_info
-from ledger_harness import Ledger, at, days, key
 
 ALICE, BOB, CAROL, DAVE = key("alice"), key("bob"), key("carol"), key("dave")
 
@@ -45,14 +45,18 @@ class Scene:
         body = {"token": token or self.token, "to": to.public_key}
         # What the rejected-gift check compares against: the state just before this gift.
         self.before, self.sender = self.ledger.snapshot(), sender
-        return self.ledger.run(sender, "gift", body, self.eligible_at if time_ms is None else time_ms)
+        return self.ledger.run(
+            sender, "gift", body, self.eligible_at if time_ms is None else time_ms
+        )
 
     def sanction(self, who: Any, kind: str, until: int) -> None:
         body = {"account": who.public_key, "kind": kind, "reason": "test", "until": until}
         self.ledger.ok(self.ledger.authority, "sanction", body)
 
     def revoke(self, who: Any) -> None:
-        self.ledger.ok(self.ledger.authority, "revoke_account", {"account": who.public_key, "reason": "test"})
+        self.ledger.ok(
+            self.ledger.authority, "revoke_account", {"account": who.public_key, "reason": "test"}
+        )
 
 
 # The gift date of a Scene is 180 days after 2024-06-01 in UTC+8: 2024-11-28.
@@ -119,30 +123,108 @@ def _raised_first_hold(scene: Scene) -> Result:
 GIFT_TABLE: list[tuple[str, dict[str, Any], Callable[[Scene], Result], Code, int | None]] = [
     ("ok", {}, _ok, Code.OK, None),
     ("token_not_found", {}, lambda s: s.gift(token="moon-rabbit:2"), Code.TOKEN_NOT_FOUND, None),
-    ("token_not_found other collection", {}, lambda s: s.gift(token="sun-crow:1"), Code.TOKEN_NOT_FOUND, None),
+    (
+        "token_not_found other collection",
+        {},
+        lambda s: s.gift(token="sun-crow:1"),
+        Code.TOKEN_NOT_FOUND,
+        None,
+    ),
     ("not_owner", {}, lambda s: s.gift(sender=CAROL), Code.NOT_OWNER, None),
-    ("not_owner before self_transfer", {}, lambda s: s.gift(sender=BOB, to=BOB), Code.NOT_OWNER, None),
-    ("collection_not_transferable", {"collection": {"transferable": False}}, _ok, Code.COLLECTION_NOT_TRANSFERABLE, None),
+    (
+        "not_owner before self_transfer",
+        {},
+        lambda s: s.gift(sender=BOB, to=BOB),
+        Code.NOT_OWNER,
+        None,
+    ),
+    (
+        "collection_not_transferable",
+        {"collection": {"transferable": False}},
+        _ok,
+        Code.COLLECTION_NOT_TRANSFERABLE,
+        None,
+    ),
     ("self_transfer", {}, lambda s: s.gift(to=ALICE), Code.SELF_TRANSFER, None),
     ("sender_not_authenticated", {}, _revoked(ALICE), Code.SENDER_NOT_AUTHENTICATED, None),
-    ("recipient_not_authenticated unknown", {}, lambda s: s.gift(to=DAVE), Code.RECIPIENT_NOT_AUTHENTICATED, None),
-    ("recipient_not_authenticated revoked", {}, _revoked(BOB), Code.RECIPIENT_NOT_AUTHENTICATED, None),
+    (
+        "recipient_not_authenticated unknown",
+        {},
+        lambda s: s.gift(to=DAVE),
+        Code.RECIPIENT_NOT_AUTHENTICATED,
+        None,
+    ),
+    (
+        "recipient_not_authenticated revoked",
+        {},
+        _revoked(BOB),
+        Code.RECIPIENT_NOT_AUTHENTICATED,
+        None,
+    ),
     ("sender age exactly the minimum", {}, _min_age(24), Code.OK, None),
     ("sender_under_age", {}, _min_age(25), Code.SENDER_UNDER_AGE, None),
-    ("recipient 14th birthday yesterday", {"bob_birth_date": _birth_for_age_14(-1)}, _ok, Code.OK, None),
+    (
+        "recipient 14th birthday yesterday",
+        {"bob_birth_date": _birth_for_age_14(-1)},
+        _ok,
+        Code.OK,
+        None,
+    ),
     ("recipient 14th birthday today", {"bob_birth_date": _birth_for_age_14(0)}, _ok, Code.OK, None),
-    ("recipient_under_age birthday tomorrow", {"bob_birth_date": _birth_for_age_14(1)}, _ok, Code.RECIPIENT_UNDER_AGE, None),
+    (
+        "recipient_under_age birthday tomorrow",
+        {"bob_birth_date": _birth_for_age_14(1)},
+        _ok,
+        Code.RECIPIENT_UNDER_AGE,
+        None,
+    ),
     ("sender_frozen", {}, _frozen_sender_until(1), Code.SENDER_FROZEN, None),
     ("sender freeze expires at block time", {}, _frozen_sender_until(0), Code.OK, None),
-    ("sender_frozen until lifted", {}, lambda s: (s.sanction(ALICE, "transfer_freeze", 0), s.gift())[1], Code.SENDER_FROZEN, None),
+    (
+        "sender_frozen until lifted",
+        {},
+        lambda s: (s.sanction(ALICE, "transfer_freeze", 0), s.gift())[1],
+        Code.SENDER_FROZEN,
+        None,
+    ),
     ("recipient_frozen", {}, _frozen_recipient_until(1), Code.RECIPIENT_FROZEN, None),
     ("recipient freeze expires at block time", {}, _frozen_recipient_until(0), Code.OK, None),
     ("purchase_ban does not stop gifts", {}, _purchase_banned_sender, Code.OK, None),
-    ("holding_period last millisecond", {}, lambda s: s.gift(time_ms=s.eligible_at - 1), Code.HOLDING_PERIOD, days(180)),
-    ("holding_period collection's own days", {"collection": {"first_hold_days": 200}}, _holding_first_day_collection, Code.HOLDING_PERIOD, days(200)),
-    ("collection's own days end", {"collection": {"first_hold_days": 200}}, lambda s: s.gift(time_ms=s.minted_at + days(200)), Code.OK, None),
-    ("raised chain hold applies to held tokens", {}, _raised_first_hold, Code.HOLDING_PERIOD, days(190)),
-    ("sender_frozen before holding_period", {}, lambda s: (s.sanction(ALICE, "transfer_freeze", 0), s.gift(time_ms=s.minted_at + 5000))[1], Code.SENDER_FROZEN, None),
+    (
+        "holding_period last millisecond",
+        {},
+        lambda s: s.gift(time_ms=s.eligible_at - 1),
+        Code.HOLDING_PERIOD,
+        days(180),
+    ),
+    (
+        "holding_period collection's own days",
+        {"collection": {"first_hold_days": 200}},
+        _holding_first_day_collection,
+        Code.HOLDING_PERIOD,
+        days(200),
+    ),
+    (
+        "collection's own days end",
+        {"collection": {"first_hold_days": 200}},
+        lambda s: s.gift(time_ms=s.minted_at + days(200)),
+        Code.OK,
+        None,
+    ),
+    (
+        "raised chain hold applies to held tokens",
+        {},
+        _raised_first_hold,
+        Code.HOLDING_PERIOD,
+        days(190),
+    ),
+    (
+        "sender_frozen before holding_period",
+        {},
+        lambda s: (s.sanction(ALICE, "transfer_freeze", 0), s.gift(time_ms=s.minted_at + 5000))[1],
+        Code.SENDER_FROZEN,
+        None,
+    ),
 ]
 
 
@@ -152,7 +234,10 @@ GIFT_TABLE: list[tuple[str, dict[str, Any], Callable[[Scene], Result], Code, int
     ids=[row[0] for row in GIFT_TABLE],
 )
 def test_gift_rule_table(
-    options: dict[str, Any], action: Callable[[Scene], Result], expected: Code, eligible_offset: int | None
+    options: dict[str, Any],
+    action: Callable[[Scene], Result],
+    expected: Code,
+    eligible_offset: int | None,
 ) -> None:
     """Each row gets exactly its code; a rejected gift changes nothing but the sender's nonce."""
     scene = Scene(**options)
@@ -169,7 +254,7 @@ def test_gift_rule_table(
 
 
 def test_gift_effects_and_history() -> None:
-    """A gift moves the token, resets held-since, records history and counts, and the later hold applies."""
+    """A gift moves the token, resets held-since, records history; the later hold applies."""
     scene = Scene()
     assert scene.gift().ok
     view = scene.ledger.view
@@ -207,7 +292,10 @@ def test_daily_gift_limit_by_calendar_day_in_chain_zone() -> None:
     assert limited.code == "daily_gift_limit"
     assert scene.gift(token=second, time_ms=day_start + days(1)).ok
     # Another sender is not affected by Alice's count.
-    assert scene.gift(token=third, to=CAROL, time_ms=day_start + days(1) + 1).code == "daily_gift_limit"
+    assert (
+        scene.gift(token=third, to=CAROL, time_ms=day_start + days(1) + 1).code
+        == "daily_gift_limit"
+    )
 
 
 def test_daily_gift_limit_zero_means_no_limit() -> None:

@@ -1,4 +1,4 @@
-"""The authenticated state tree: canonical roots, incremental updates, proofs and their tampering."""
+"""The authenticated state tree: canonical roots, incremental updates, proofs, tampering."""
 
 from __future__ import annotations
 
@@ -19,9 +19,13 @@ from contracts.state_tree import (
 )
 
 KEYS = st.text(alphabet="abcdef/:0123", min_size=1, max_size=6)
-VALUES = st.one_of(st.integers(0, 5), st.booleans(), st.text(max_size=3), st.lists(st.integers(0, 3), max_size=2))
+VALUES = st.one_of(
+    st.integers(0, 5), st.booleans(), st.text(max_size=3), st.lists(st.integers(0, 3), max_size=2)
+)
 STATES = st.dictionaries(KEYS, VALUES, max_size=40)
-CHANGE_BATCHES = st.lists(st.dictionaries(KEYS, st.one_of(st.none(), VALUES), max_size=12), max_size=12)
+CHANGE_BATCHES = st.lists(
+    st.dictionaries(KEYS, st.one_of(st.none(), VALUES), max_size=12), max_size=12
+)
 
 
 def build(values: dict[str, Any]) -> tuple[MemoryNodeStore, str]:
@@ -97,7 +101,10 @@ def test_tampered_proofs_fail(values: dict[str, Any], other: str, wrong_value: A
         for index, part in enumerate(parts):
             flipped = part[:10] + ("0" if part[10] != "0" else "1") + part[11:]
             if field == "nodes":
-                tampered = {**proof, "nodes": proof["nodes"][:index] + [flipped] + proof["nodes"][index + 1:]}
+                tampered = {
+                    **proof,
+                    "nodes": proof["nodes"][:index] + [flipped] + proof["nodes"][index + 1 :],
+                }
             else:
                 tampered = {**proof, "leaf": flipped}
             assert not verify_proof(root, name, values[name], tampered)
@@ -116,7 +123,17 @@ def test_absence_next_to_a_present_leaf() -> None:
 
 @pytest.mark.parametrize(
     "proof",
-    [None, [], {}, {"nodes": "x"}, {"nodes": [1]}, {"nodes": ["zz"]}, {"nodes": [], "leaf": 5}, {"nodes": [], "extra": 1}, {"nodes": ["00" * 600]}],
+    [
+        None,
+        [],
+        {},
+        {"nodes": "x"},
+        {"nodes": [1]},
+        {"nodes": ["zz"]},
+        {"nodes": [], "leaf": 5},
+        {"nodes": [], "extra": 1},
+        {"nodes": ["00" * 600]},
+    ],
 )
 def test_garbage_proofs_simply_fail(proof: Any) -> None:
     """verify_proof never raises on malformed input: it answers False."""
@@ -131,7 +148,9 @@ def test_update_cost_follows_keys_touched_not_state_size() -> None:
         store, root = build({"token/c:%d" % index: index for index in range(size)})
         _, nodes = apply_changes(store, root, {"token/c:7": 99})
         assert len(nodes) <= 6
-        _, nodes = apply_changes(store, root, {"token/c:%d" % index: 0 for index in range(0, size, size // 10)})
+        _, nodes = apply_changes(
+            store, root, {"token/c:%d" % index: 0 for index in range(0, size, size // 10)}
+        )
         assert len(nodes) <= 10 * 6
 
 

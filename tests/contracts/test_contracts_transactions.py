@@ -7,6 +7,7 @@ from typing import Any
 
 import msgpack
 import pytest
+from ledger_harness import CHAIN_ID, HASH_A, key
 
 from contracts.transactions import (
     MAX_TX_BYTES,
@@ -20,7 +21,6 @@ from contracts.transactions import (
     signing_payload,
     verify_tx_signature,
 )
-from ledger_harness import CHAIN_ID, HASH_A, key
 from primitives.crypto import sha256_hex
 from primitives.encoding import canonical_bytes
 
@@ -40,16 +40,26 @@ VALID_BODIES: dict[str, dict[str, Any]] = {
         "per_account_limit": 1,
         "metadata_uri": "",
     },
-    "mint": {"collection": "abc", "items": [{"serial": 1, "owner": BOB.public_key, "content_hash": HASH_A}]},
+    "mint": {
+        "collection": "abc",
+        "items": [{"serial": 1, "owner": BOB.public_key, "content_hash": HASH_A}],
+    },
     "gift": {"token": "moon-rabbit:42", "to": BOB.public_key},
-    "sanction": {"account": BOB.public_key, "kind": "purchase_ban", "reason": "x" * 256, "until": 0},
+    "sanction": {
+        "account": BOB.public_key,
+        "kind": "purchase_ban",
+        "reason": "x" * 256,
+        "until": 0,
+    },
     "lift_sanction": {"account": BOB.public_key, "kind": "transfer_freeze"},
     "propose": {"action": "anything", "args": {"nested": {"x": [1, True]}}},
     "approve": {"proposal": HASH_A},
 }
 
 
-def unsigned(tx_type: str = "gift", body: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+def unsigned(
+    tx_type: str = "gift", body: dict[str, Any] | None = None, **fields: Any
+) -> dict[str, Any]:
     value = {
         "chain_id": CHAIN_ID,
         "type": tx_type,
@@ -61,7 +71,9 @@ def unsigned(tx_type: str = "gift", body: dict[str, Any] | None = None, **fields
     return value
 
 
-def signed(tx_type: str = "gift", body: dict[str, Any] | None = None, **fields: Any) -> dict[str, Any]:
+def signed(
+    tx_type: str = "gift", body: dict[str, Any] | None = None, **fields: Any
+) -> dict[str, Any]:
     return sign_tx(unsigned(tx_type, body, **fields), ALICE)
 
 
@@ -77,7 +89,7 @@ def test_every_type_parses_and_round_trips(tx_type: str) -> None:
 
 
 def test_id_and_signature_follow_the_protocol() -> None:
-    """The id is SHA-256 of b"yuxi-tx-v1\\n" + canonical bytes without the signature, which it ignores."""
+    """The id is SHA-256 of b"yuxi-tx-v1\\n" + canonical bytes without the signature."""
     obj = signed()
     tx = parse_tx(obj)
     expected_payload = b"yuxi-tx-v1\n" + canonical_bytes(unsigned())
@@ -155,12 +167,28 @@ MALFORMED_CASES = [
     ("collection id leading dash", ("@type", "mint", "body", "collection"), "-abc"),
     ("collection id too long", ("@type", "mint", "body", "collection"), "a" * 65),
     ("no mint items", ("@type", "mint", "body", "items"), []),
-    ("mint item extra field", ("@type", "mint", "body", "items"), [{"serial": 1, "owner": BOB.public_key, "content_hash": HASH_A, "x": 1}]),
-    ("mint serial zero", ("@type", "mint", "body", "items"), [{"serial": 0, "owner": BOB.public_key, "content_hash": HASH_A}]),
-    ("mint serial bool", ("@type", "mint", "body", "items"), [{"serial": True, "owner": BOB.public_key, "content_hash": HASH_A}]),
+    (
+        "mint item extra field",
+        ("@type", "mint", "body", "items"),
+        [{"serial": 1, "owner": BOB.public_key, "content_hash": HASH_A, "x": 1}],
+    ),
+    (
+        "mint serial zero",
+        ("@type", "mint", "body", "items"),
+        [{"serial": 0, "owner": BOB.public_key, "content_hash": HASH_A}],
+    ),
+    (
+        "mint serial bool",
+        ("@type", "mint", "body", "items"),
+        [{"serial": True, "owner": BOB.public_key, "content_hash": HASH_A}],
+    ),
     ("birth date not a date", ("@type", "register_account", "body", "birth_date"), "2007-02-29"),
     ("birth date wrong format", ("@type", "register_account", "body", "birth_date"), "2000-1-01"),
-    ("birth date with time", ("@type", "register_account", "body", "birth_date"), "2000-01-01T00:00"),
+    (
+        "birth date with time",
+        ("@type", "register_account", "body", "birth_date"),
+        "2000-01-01T00:00",
+    ),
     ("kyc_ref short", ("@type", "register_account", "body", "kyc_ref"), "ab"),
     ("empty reason", ("@type", "revoke_account", "body", "reason"), ""),
     ("reason too long", ("@type", "revoke_account", "body", "reason"), "x" * 257),
@@ -178,7 +206,9 @@ MALFORMED_CASES = [
 ]
 
 
-@pytest.mark.parametrize("name,path,value", MALFORMED_CASES, ids=[case[0] for case in MALFORMED_CASES])
+@pytest.mark.parametrize(
+    "name,path,value", MALFORMED_CASES, ids=[case[0] for case in MALFORMED_CASES]
+)
 def test_malformed_transactions_are_refused(name: str, path: tuple[Any, ...], value: Any) -> None:
     """Each schema violation is `malformed`, with a message naming the problem."""
     obj = _with(path, value, drop=name.startswith("missing"))
@@ -236,20 +266,22 @@ def _raw(value: Any) -> bytes:
 
 
 def test_non_canonical_bytes_are_malformed() -> None:
-    """Longer int or str forms, unsorted or duplicate keys, nil, floats, bin and trailing bytes are refused."""
+    """Longer int/str forms, unsorted or duplicate keys, nil, floats, bin, extra bytes: refused."""
     obj = signed()
     good = canonical_bytes(obj)
     assert decode_tx(good).encoded == good
     nonce_index = good.index(b"\xa5nonce") + len(b"\xa5nonce")
     assert good[nonce_index] == 7
-    longer_int = good[:nonce_index] + b"\xcc\x07" + good[nonce_index + 1:]
+    longer_int = good[:nonce_index] + b"\xcc\x07" + good[nonce_index + 1 :]
     type_index = good.index(b"\xa4type") + len(b"\xa4type")
-    longer_str = good[:type_index] + b"\xd9\x04gift" + good[type_index + 5:]
-    assert good[type_index:type_index + 5] == b"\xa4gift"
+    longer_str = good[:type_index] + b"\xd9\x04gift" + good[type_index + 5 :]
+    assert good[type_index : type_index + 5] == b"\xa4gift"
     unsorted = _raw(dict(reversed(list(obj.items()))))
     # A duplicate "chain_id" key: msgpack keeps the last, so re-encoding cannot match.
     items = sorted(obj.items())
-    duplicate = bytes([0x80 | (len(items) + 1)]) + b"".join(_raw(k) + _raw(v) for k, v in items[:1] + items)
+    duplicate = bytes([0x80 | (len(items) + 1)]) + b"".join(
+        _raw(k) + _raw(v) for k, v in items[:1] + items
+    )
     cases = {
         "longer int form": longer_int,
         "longer str form": longer_str,

@@ -1,4 +1,4 @@
-"""Operation vectors (tests/vectors/*.json): replaying them gives their results, states and roots."""
+"""Operation vectors (tests/vectors/*.json): replay gives their results, states and roots."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ VECTOR_FILES = sorted(VECTOR_DIR.glob("*.json"))
 
 
 def _load_script() -> Any:
-    spec = importlib.util.spec_from_file_location("make_vectors", ROOT / "scripts" / "make_vectors.py")
+    spec = importlib.util.spec_from_file_location(
+        "make_vectors", ROOT / "scripts" / "make_vectors.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -39,12 +41,21 @@ def _all_vectors() -> list[tuple[str, dict[str, Any]]]:
 
 def test_vector_files_exist_for_every_group() -> None:
     """The generated files are checked in, one per group, each with vectors."""
-    assert {path.name for path in VECTOR_FILES} >= {"gift.json", "mint.json", "accounts.json", "collections.json", "sanctions.json", "governance.json"}
+    assert {path.name for path in VECTOR_FILES} >= {
+        "gift.json",
+        "mint.json",
+        "accounts.json",
+        "collections.json",
+        "sanctions.json",
+        "governance.json",
+    }
 
 
-@pytest.mark.parametrize("vector", [case[1] for case in _all_vectors()], ids=[case[0] for case in _all_vectors()])
+@pytest.mark.parametrize(
+    "vector", [case[1] for case in _all_vectors()], ids=[case[0] for case in _all_vectors()]
+)
 def test_replay_vector(vector: dict[str, Any]) -> None:
-    """Executing the vector's transaction on its pre-state gives its result, post-state and roots."""
+    """The vector's transaction on its pre-state gives its result, post-state and roots."""
     pre = vector["pre"]
     assert compute_root(pre) == vector["pre_root"]
     context = vector["context"]
@@ -52,7 +63,9 @@ def test_replay_vector(vector: dict[str, Any]) -> None:
     assert tx == parse_tx(vector["tx"])
     check_admission_static(tx, context["chain_id"])
     view = DictView(pre)
-    outcome = execute_block(view, [tx], BlockContext(context["chain_id"], context["height"], context["time_ms"]))
+    outcome = execute_block(
+        view, [tx], BlockContext(context["chain_id"], context["height"], context["time_ms"])
+    )
     assert [result.to_dict() for result in outcome.results] == [vector["result"]]
     view.apply(outcome.writes)
     assert view.values == vector["post"]
@@ -65,4 +78,6 @@ def test_vector_files_are_current() -> None:
     """scripts/make_vectors.py reproduces the checked-in files byte for byte."""
     script = _load_script()
     for name, content in script.build_vectors().items():
-        assert (VECTOR_DIR / name).read_text() == script.render(content), "run python scripts/make_vectors.py"
+        assert (VECTOR_DIR / name).read_text() == script.render(content), (
+            "run python scripts/make_vectors.py"
+        )
