@@ -86,6 +86,8 @@ class PeerNetwork:
         self._inbound: dict[str, web.WebSocketResponse] = {}
         self._session: aiohttp.ClientSession | None = None
         self._stopping = False
+        # The validator set as of the last refresh(); read per message, so kept in memory.
+        self._allowed: frozenset[str] = frozenset(endpoints())
 
     # ---- public ----------------------------------------------------------
     @property
@@ -107,7 +109,9 @@ class PeerNetwork:
 
     def refresh(self) -> None:
         """Dial validators newly in the set; stop dialling removed ones."""
-        wanted = {k: v for k, v in self._endpoints().items() if k != self._key.public_key}
+        current = self._endpoints()
+        self._allowed = frozenset(current)
+        wanted = {k: v for k, v in current.items() if k != self._key.public_key}
         for pubkey, endpoint in wanted.items():
             link = self._outbound.get(pubkey)
             if link is None or link.endpoint != endpoint:
@@ -263,7 +267,7 @@ class PeerNetwork:
             async for message in ws:
                 if message.type != aiohttp.WSMsgType.BINARY or not message.data:
                     break  # after the handshake only binary frames are allowed
-                if pubkey not in self._endpoints():
+                if pubkey not in self._allowed:
                     break  # removed from the validator set
                 self._on_message(pubkey, message.data[0], message.data[1:])
         finally:
@@ -278,7 +282,7 @@ class PeerNetwork:
         if hello.get("chain_id") != self._chain_id or hello.get("genesis") != self._genesis_hash:
             raise HandshakeError("different chain (chain id or genesis hash differs)")
         their_key = hello.get("pubkey")
-        if not is_account_id(their_key) or their_key not in self._endpoints():
+        if not is_account_id(their_key) or their_key not in self._allowed:
             raise HandshakeError("key %s is not a validator of this chain" % str(their_key)[:16])
         their_nonce = hello.get("nonce")
         if not is_hex(their_nonce, 32):

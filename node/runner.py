@@ -94,6 +94,13 @@ def run_node(home: Path) -> None:
     storage = open_storage(config, genesis)
     try:
         asyncio.run(NodeRuntime(config, genesis, key, storage).run())
+    except NodeSetupError:
+        raise
+    except Exception:
+        # A broken local invariant (e.g. a certified block our execution disagrees with):
+        # stop rather than go on with a state nobody else has.
+        log.critical("the node stopped on an internal error", exc_info=True)
+        raise SystemExit(2) from None
     finally:
         storage.close()
 
