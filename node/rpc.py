@@ -97,7 +97,7 @@ async def submit_transactions(request: web.Request) -> web.Response:
                 answers.append(service.submit(item))
             except RpcError as error:
                 answers.append(error.to_dict())
-        return web.json_response({"transactions": answers}, status=202)
+        return web.json_response(answers, status=202)
     request.app[GATE_KEY].admit(request)
     return web.json_response(service.submit(body), status=202)
 

@@ -209,7 +209,7 @@ async def test_batch_answers_in_order_with_errors_in_place(node: Node) -> None:
     batch = [good[0], dict(good[1], signature="00" * 64), good[1], {"nope": 1}, good[2]]
     status, answer = await node.post("/v1/transactions", {"transactions": batch})
     assert status == 202
-    results = answer["transactions"]
+    results = answer
     assert [item.get("status") or item["error"]["code"] for item in results] == [
         "pending", "bad_signature", "pending", "malformed", "pending"
     ]
