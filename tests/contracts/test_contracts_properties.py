@@ -216,7 +216,7 @@ def check_rejection_touches_only_the_nonce(
         assert writes[sender_key] == {**view.get(sender_key), "nonce": tx.nonce + 1}
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(BLOCKS)
 def test_random_transaction_sequences_keep_the_invariants(
     blocks: list[tuple[int, list[Any]]],

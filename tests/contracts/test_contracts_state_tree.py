@@ -43,7 +43,7 @@ def test_empty_state_has_the_empty_root() -> None:
     assert root == EMPTY_ROOT and nodes == {}
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(STATES, st.randoms(use_true_random=False))
 def test_root_does_not_depend_on_insertion_order(values: dict[str, Any], rng: Any) -> None:
     """Inserting the same keys one by one in any order gives the root of inserting them at once."""
@@ -56,7 +56,7 @@ def test_root_does_not_depend_on_insertion_order(values: dict[str, Any], rng: An
     assert root == compute_root(values)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(CHANGE_BATCHES)
 def test_incremental_updates_match_a_fresh_build(batches: list[dict[str, Any]]) -> None:
     """After any sequence of sets and deletes the root equals the root of the resulting state,
@@ -79,7 +79,7 @@ def test_incremental_updates_match_a_fresh_build(batches: list[dict[str, Any]]) 
             assert verify_proof(old_root, name, old_state.get(name), prove(store, old_root, name))
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(STATES.filter(bool), KEYS, VALUES)
 def test_tampered_proofs_fail(values: dict[str, Any], other: str, wrong_value: Any) -> None:
     """A proof verifies only for the right key, value and root; any changed byte breaks it."""
