@@ -9,7 +9,7 @@ the sender's nonce, and a mint is all items or none.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from contracts.codes import Code
 from contracts.context import BlockContext, BlockOutcome, Result, accept, reject
@@ -50,6 +50,7 @@ __all__ = [
     "BlockContext",
     "BlockOutcome",
     "Result",
+    "StateInvariantError",
     "execute_block",
     "execute_tx",
     "check_tx",
@@ -63,6 +64,21 @@ __all__ = [
     "process_propose",
     "process_approve",
 ]
+
+
+class StateInvariantError(RuntimeError):
+    """The state contradicts itself (say, a token without its collection): a local fault that
+    must stop the node, never a result to record."""
+
+
+T = TypeVar("T")
+
+
+def require(value: T | None, what: str) -> T:
+    """`value`, which the state's own invariants guarantee to be present."""
+    if value is None:
+        raise StateInvariantError("state invariant broken: no %s" % what)
+    return value
 
 
 def _unauthorized(role: str) -> Result:
@@ -146,7 +162,7 @@ def _mint_item_problem(
         return reject(
             Code.RECIPIENT_NOT_AUTHENTICATED, "recipient %s is not authenticated" % item["owner"]
         )
-    assert owner is not None  # is_authenticated(None) is False; this narrows the type only
+    owner = require(owner, "account of recipient %s" % item["owner"])
     if not is_of_age(
         owner,
         compute_calendar_date(ctx.time_ms, params["utc_offset_minutes"]),
@@ -223,14 +239,11 @@ def process_gift(state: Overlay, tx: SignedTx, ctx: BlockContext) -> Result:
     day = compute_calendar_day(ctx.time_ms, params["utc_offset_minutes"])
     parts = split_token_id(token_id)
     token = get_token(state, token_id)
-    sender = get_account(state, tx.sender)
     recipient = get_account(state, recipient_id)
     if token is None or parts is None:
         return reject(Code.TOKEN_NOT_FOUND, "no token %s" % token_id)
-    collection = get_collection(state, parts[0])
-    assert (
-        collection is not None and sender is not None
-    )  # a token implies its collection; the nonce check found the sender
+    collection = require(get_collection(state, parts[0]), "collection of token %s" % token_id)
+    sender = require(get_account(state, tx.sender), "account of sender %s" % tx.sender)
     if token["owner"] != tx.sender:
         return reject(Code.NOT_OWNER, "sender does not own %s" % token_id)
     if not collection["transferable"]:
@@ -245,7 +258,7 @@ def process_gift(state: Overlay, tx: SignedTx, ctx: BlockContext) -> Result:
         return reject(
             Code.RECIPIENT_NOT_AUTHENTICATED, "recipient %s is not authenticated" % recipient_id
         )
-    assert recipient is not None  # narrows the type only: is_authenticated(None) is False
+    recipient = require(recipient, "account of recipient %s" % recipient_id)
     if not is_of_age(sender, today, params["min_age_years"]):
         return reject(Code.SENDER_UNDER_AGE, "sender is under %d" % params["min_age_years"])
     if not is_of_age(recipient, today, params["min_age_years"]):
@@ -410,8 +423,7 @@ def execute_tx(state: Overlay, tx: SignedTx, ctx: BlockContext) -> Result:
     if result.ok:
         state.merge(scratch.writes)
     # Every included transaction whose nonce matches consumes it, whatever its result.
-    sender = get_account(state, tx.sender)
-    assert sender is not None  # the sender existed above and no rule deletes accounts
+    sender = require(get_account(state, tx.sender), "account of sender %s" % tx.sender)
     state.put(account_key(tx.sender), {**sender, "nonce": tx.nonce + 1})
     return result
 

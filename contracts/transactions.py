@@ -258,6 +258,10 @@ class SignedTx:
     payload: bytes
     encoded: bytes
 
+    def __hash__(self) -> int:
+        # The body is a dict, so hash by the id, which commits to everything but the signature.
+        return hash(self.id)
+
     def to_dict(self) -> dict[str, Any]:
         """The signed transaction object of PROTOCOL §2 (without `signature` when unsigned)."""
         value: dict[str, Any] = {
