@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from ledger_harness import CHAIN_ID, Ledger, key
 
 from contracts.context import BlockContext
 from contracts.execution import StateInvariantError, check_tx, execute_block
 from contracts.state import collection_key
-from ledger_harness import CHAIN_ID, Ledger, key
 
 ALICE, BOB = key("alice"), key("bob")
 
