@@ -1,4 +1,4 @@
-"""Driving execution: dry runs write nothing, nonces advance per included tx, corrupt state stops."""
+"""Driving execution: dry runs write nothing, nonces advance per tx, corrupt state stops."""
 
 from __future__ import annotations
 
