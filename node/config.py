@@ -96,9 +96,8 @@ def load_config(home: Path) -> NodeConfig:
     rpc_host, rpc_port = split_address(_get(rpc, "listen", str, "127.0.0.1:8600", where + " rpc"), where + ": rpc.listen")
     peer_host, peer_port = split_address(_get(peers, "listen", str, "127.0.0.1:8700", where + " peers"), where + ": peers.listen")
     follow = raw.get("follow")
-    if mode == "follower":
-        if not isinstance(follow, str) or not follow.startswith(("http://", "https://")):
-            raise NodeSetupError("%s: a follower needs follow = \"http://host:port\" (a node's RPC)" % where)
+    if mode == "follower" and (not isinstance(follow, str) or not follow.startswith(("http://", "https://"))):
+        raise NodeSetupError("%s: a follower needs follow = \"http://host:port\" (a node's RPC)" % where)
     tokens = []
     for index, entry in enumerate(_get(rpc, "tokens", list, [], where + " rpc")):
         entry_where = "%s rpc.tokens[%d]" % (where, index)

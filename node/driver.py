@@ -11,7 +11,16 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-from consensus.effects import Broadcast, Committed, Discarded, Effect, EvidenceFound, Persist, Send, ViewChanged
+from consensus.effects import (
+    Broadcast,
+    Committed,
+    Discarded,
+    Effect,
+    EvidenceFound,
+    Persist,
+    Send,
+    ViewChanged,
+)
 from node.clock import NodeClock
 from node.metrics import NodeMetrics
 from node.peers import KIND_CONSENSUS, PeerNetwork
@@ -76,7 +85,7 @@ class ReplicaDriver:
                         break
                     peer, data = self._inbox.get_nowait()
                     self._carry_out(replica.receive(peer, data, self._clock.now_ms()))  # type: ignore[attr-defined]
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
             if loop.time() >= next_tick_s:
                 self._carry_out(replica.tick(self._clock.now_ms()))  # type: ignore[attr-defined]

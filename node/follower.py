@@ -76,7 +76,7 @@ class Follower:
             except FollowError as exc:
                 log.error("followed node served a bad block: %s; retrying", exc)
                 await _sleep_or_stop(stop, RETRY_S)
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError, ValueError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
                 log.warning("cannot reach %s (%s); retrying", self._url, exc.__class__.__name__)
                 await _sleep_or_stop(stop, RETRY_S)
 
@@ -126,12 +126,12 @@ class Follower:
                 async with self._session.post(self._url + "/v1/transactions", json=tx.to_dict()) as response:
                     if response.status >= 400:
                         log.warning("followed node refused forwarded tx %s…: HTTP %d", tx.id[:12], response.status)
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            except (TimeoutError, aiohttp.ClientError, OSError):
                 log.warning("could not forward tx %s… to %s", tx.id[:12], self._url)
 
 
 async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
     try:
         await asyncio.wait_for(stop.wait(), seconds)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         pass

@@ -46,7 +46,7 @@ def load_key_file(path: Path) -> SigningKey:
     seed = content.get("seed")
     if not is_hex(seed, 32):
         raise NodeSetupError("key file %s has no valid seed (64 lowercase hex characters)" % path)
-    key = SigningKey(bytes.fromhex(seed))
+    key = SigningKey(bytes.fromhex(str(seed)))
     if content.get("public_key") not in (None, key.public_key):
         raise NodeSetupError("key file %s: public_key does not match its seed" % path)
     return key

@@ -178,7 +178,7 @@ class PeerNetwork:
                 raise
             except HandshakeError as exc:
                 log.warning("peer %s refused: %s", self._label(link.pubkey), exc)
-            except (aiohttp.ClientError, OSError, asyncio.TimeoutError, ConnectionError):
+            except (TimeoutError, aiohttp.ClientError, OSError, ConnectionError):
                 pass
             finally:
                 if link.connected:
@@ -239,7 +239,7 @@ class PeerNetwork:
         if not is_hex(their_nonce, 32):
             raise HandshakeError("bad nonce")
         proof = self._key.sign(
-            handshake_payload(self._chain_id, self._genesis_hash, their_nonce, self._key.public_key, expected)
+            handshake_payload(self._chain_id, self._genesis_hash, str(their_nonce), self._key.public_key, expected)
         )
         await ws.send_str(json.dumps({"type": "proof", "signature": proof}))
         done = await _receive_json(ws)
@@ -252,7 +252,7 @@ class PeerNetwork:
         await ws.prepare(request)
         try:
             pubkey = await asyncio.wait_for(self._listener_handshake(ws), HANDSHAKE_TIMEOUT_S)
-        except (HandshakeError, asyncio.TimeoutError, ValueError) as exc:
+        except (TimeoutError, HandshakeError, ValueError) as exc:
             reason = str(exc) or "handshake timed out"
             log.warning("refused a peer connection from %s: %s", request.remote, reason)
             if not ws.closed:
@@ -289,7 +289,7 @@ class PeerNetwork:
             raise HandshakeError("bad nonce")
         nonce = secrets.token_hex(32)
         signature = self._key.sign(
-            handshake_payload(self._chain_id, self._genesis_hash, their_nonce, self._key.public_key, their_key)
+            handshake_payload(self._chain_id, self._genesis_hash, str(their_nonce), self._key.public_key, str(their_key))
         )
         await ws.send_str(
             json.dumps({"type": "hello", "pubkey": self._key.public_key, "nonce": nonce, "signature": signature})

@@ -203,7 +203,7 @@ class NodeService:
                     self._commit_signal.wait_for(lambda: self.storage.height() >= next_height or closed.is_set()),
                     timeout=1.0,
                 )
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def refresh_gauges(self) -> None:

@@ -82,8 +82,7 @@ class _Child:
         self.next_start_s = 0.0
 
     def start(self) -> None:
-        log = open(self.home / "node.log", "ab")
-        try:
+        with open(self.home / "node.log", "ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "node", "node", "run", "--home", str(self.home)],
                 stdout=log,
@@ -91,8 +90,6 @@ class _Child:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C goes to us; we stop the children in order
             )
-        finally:
-            log.close()
 
 
 def run_testnet(count: int, directory: Path, base_port: int) -> int:

@@ -27,8 +27,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from contracts.transactions import sign_tx  # noqa: E402
-from primitives.crypto import SigningKey  # noqa: E402
+from contracts.transactions import sign_tx
+from primitives.crypto import SigningKey
 
 CHAIN_ID = "yuxi-devnet"
 DAY_MS = 86_400_000
@@ -118,7 +118,7 @@ def main() -> None:
     args = parser.parse_args()
     tour = Tour(args.rpc, args.validators)
     try:
-        status, info = tour.call("/v1/status")
+        _, info = tour.call("/v1/status")
     except OSError as exc:
         raise SystemExit("no node at %s (%s); start one with `yuxi testnet`" % (args.rpc, exc)) from None
     print("Chain %s at height %d, %d validators; block time %s" % (

@@ -3,9 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json as _json
+import os
+import random
+import signal
 import socket
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
+from pathlib import Path
+
+from contracts.transactions import sign_tx
+from primitives.crypto import SigningKey
 
 
 def free_ports(count: int) -> list[int]:
@@ -42,10 +55,7 @@ async def async_wait_until(predicate: Callable[[], bool], timeout_s: float, inte
 
 # ---- transactions on the development chain ------------------------------------------------
 
-import hashlib  # noqa: E402
 
-from contracts.transactions import sign_tx  # noqa: E402
-from primitives.crypto import SigningKey  # noqa: E402
 
 DEVNET = "yuxi-devnet"
 
@@ -64,15 +74,6 @@ def register(authority: SigningKey, nonce: int, account: str, birth_date: str = 
 
 # ---- real node processes on loopback ------------------------------------------------------
 
-import json as _json  # noqa: E402
-import os  # noqa: E402
-import random  # noqa: E402
-import signal  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import urllib.error  # noqa: E402
-import urllib.request  # noqa: E402
-from pathlib import Path  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -102,8 +103,7 @@ def yuxi_command(*args: str) -> list[str]:
 
 
 def start_node_process(home: Path) -> subprocess.Popen[bytes]:
-    log = open(Path(home) / "node.log", "ab")
-    try:
+    with open(Path(home) / "node.log", "ab") as log:
         return subprocess.Popen(
             yuxi_command("node", "run", "--home", str(home)),
             stdout=log,
@@ -111,8 +111,6 @@ def start_node_process(home: Path) -> subprocess.Popen[bytes]:
             cwd=REPO,
             start_new_session=True,
         )
-    finally:
-        log.close()
 
 
 def stop_process(process: subprocess.Popen[bytes], timeout_s: float = 15.0) -> int:

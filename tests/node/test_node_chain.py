@@ -8,10 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from contracts.genesis import devnet_authority_key
-from node.config import render_config
-from node.testnet import prepare_testnet
 from node_test_helpers import (
     block_hash,
     free_base_port,
@@ -23,6 +19,10 @@ from node_test_helpers import (
     user_key,
     wait_until,
 )
+
+from contracts.genesis import devnet_authority_key
+from node.config import render_config
+from node.testnet import prepare_testnet
 
 pytestmark = pytest.mark.slow
 AUTHORITY = devnet_authority_key()

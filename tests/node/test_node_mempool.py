@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from node_test_helpers import register, user_key
 
 from contracts.genesis import devnet_authority_key
 from node.mempool import Mempool, SignatureCache
 from node.rpc_support import RpcError
-from node_test_helpers import register, user_key
 
 AUTHORITY = devnet_authority_key()
 

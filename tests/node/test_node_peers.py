@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
+from node_test_helpers import async_wait_until, free_ports
 
 from node.peers import KIND_CONSENSUS, KIND_TX, PeerNetwork
 from primitives.crypto import SigningKey, sha256
-from node_test_helpers import async_wait_until, free_ports
 
 CHAIN = "yuxi-test"
 GENESIS = "ab" * 32
@@ -28,7 +28,7 @@ class _Node:
             chain_id=CHAIN,
             genesis_hash=genesis,
             endpoints=lambda: endpoints,
-            names=lambda: {},
+            names=dict,
             on_message=lambda peer, kind, data: self.received.append((peer, kind, data)),
         )
         self.runner: web.AppRunner | None = None

@@ -11,14 +11,19 @@ from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from node_test_helpers import DEVNET, register, signed, user_key
 
 from consensus.types import CommitCertificate, commit_payload
-from contracts.genesis import devnet_authority_key, devnet_genesis, devnet_validator_key, load_genesis
+from contracts.genesis import (
+    devnet_authority_key,
+    devnet_genesis,
+    devnet_validator_key,
+    load_genesis,
+)
 from node.config import load_config, render_config
 from node.rpc import make_rpc_app
 from node.rpc_support import WriteGate
 from node.runner import NodeRuntime, open_storage
-from node_test_helpers import DEVNET, register, signed, user_key
 
 AUTHORITY = devnet_authority_key()
 VALIDATOR = devnet_validator_key(0)
