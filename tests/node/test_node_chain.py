@@ -161,3 +161,28 @@ def test_chain_commits_survives_a_kill_catches_up_and_resumes(chain: Chain, tmp_
     assert block_hash(chain.urls[2], height_before - 1) == hash_before
     after = chain.submit_registration(2, "after-restart")
     assert wait_until(lambda: chain.committed(chain.urls[0], after), 30), chain.log_tail()
+
+
+def test_whole_chain_killed_with_sigkill_mid_load_restarts_consistent(chain: Chain) -> None:
+    """Every validator SIGKILLed while transactions flow restarts, resumes, and all agree on every block."""
+    for index in range(COUNT):
+        chain.start(index)
+    assert wait_until(lambda: all(rpc_height(url) >= 1 for url in chain.urls), 30), chain.log_tail()
+    for round_number in range(2):
+        for step in range(25):
+            chain.submit_registration(step % COUNT, "crash-%d-%d" % (round_number, step))
+            time.sleep(0.01)
+        time.sleep(0.1 * round_number)
+        for index in list(chain.processes):
+            chain.kill(index)
+        for index in range(COUNT):
+            chain.start(index)
+        assert wait_until(lambda: all(rpc_height(url) >= 1 for url in chain.urls), 30), chain.log_tail()
+        status, account = http_json(chain.urls[0] + "/v1/accounts/" + AUTHORITY.public_key)
+        chain.nonce = account["nonce"]  # type: ignore[index]  # the mempool is not kept across a crash
+    target = max(rpc_height(url) for url in chain.urls) + 3
+    assert wait_until(lambda: all(rpc_height(url) >= target for url in chain.urls), 40), chain.log_tail()
+    for height in range(1, target + 1):
+        hashes = {block_hash(url, height) for url in chain.urls}
+        assert len(hashes) == 1 and None not in hashes, (height, hashes)
+    assert chain.nonce >= 1
