@@ -178,7 +178,7 @@ def test_whole_chain_killed_with_sigkill_mid_load_restarts_consistent(chain: Cha
         for index in range(COUNT):
             chain.start(index)
         assert wait_until(lambda: all(rpc_height(url) >= 1 for url in chain.urls), 30), chain.log_tail()
-        status, account = http_json(chain.urls[0] + "/v1/accounts/" + AUTHORITY.public_key)
+        _, account = http_json(chain.urls[0] + "/v1/accounts/" + AUTHORITY.public_key)
         chain.nonce = account["nonce"]  # type: ignore[index]  # the mempool is not kept across a crash
     target = max(rpc_height(url) for url in chain.urls) + 3
     assert wait_until(lambda: all(rpc_height(url) >= target for url in chain.urls), 40), chain.log_tail()
