@@ -13,14 +13,25 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
-from contracts.transactions import SignedTx, TxError, check_admission_static, parse_tx
+from contracts.transactions import SignedTx, TxError, check_admission_static, decode_tx, parse_tx
 from node.rpc_support import RpcError
 
 MAX_NONCE_AHEAD = 1024
 SIGNATURE_CACHE_SIZE = 200_000
 
 AccountNonce = Callable[[str], "int | None"]
+
+
+class PendingStore(Protocol):
+    """Where admitted transactions are kept so a restart does not lose them."""
+
+    def pending_put(self, tx_id: str, encoded: bytes) -> None: ...
+
+    def pending_delete(self, tx_ids: list[str]) -> None: ...
+
+    def pending_all(self) -> list[bytes]: ...
 
 
 class MempoolFull(Exception):
@@ -70,7 +81,9 @@ class Mempool:
         signatures: SignatureCache,
         max_txs: int,
         max_per_sender: int,
+        store: PendingStore | None = None,
     ) -> None:
+        self._store = store
         self._chain_id = chain_id
         self._account_nonce = account_nonce
         self._signatures = signatures
@@ -122,9 +135,29 @@ class Mempool:
             raise RpcError(503, "mempool_full", "the mempool holds %d transactions; try again shortly" % self._max_txs)
         self._by_id[tx.id] = tx
         self._by_sender.setdefault(tx.sender, {}).setdefault(tx.nonce, []).append(tx.id)
+        if self._store is not None:
+            self._store.pending_put(tx.id, tx.encoded)
         if tx.nonce == account_nonce:
             self._ready = True
         return Admitted(tx, is_new=True)
+
+    def restore(self, is_committed: Callable[[str], bool]) -> int:
+        """Re-admit the transactions kept before a restart; drop those committed or stale since."""
+        if self._store is None:
+            return 0
+        gone: list[str] = []
+        restored = 0
+        for encoded in self._store.pending_all():
+            try:
+                tx = decode_tx(encoded)
+                if self.admit(tx.to_dict(), is_committed=is_committed).is_new:
+                    restored += 1
+                    continue
+            except (TxError, RpcError):
+                pass
+            gone.append(parse_id(encoded))
+        self._store.pending_delete([tx_id for tx_id in gone if tx_id and tx_id not in self._by_id])
+        return restored
 
     def has_ready(self) -> bool:
         """Whether some sender has a transaction at its account's nonce."""
@@ -149,10 +182,12 @@ class Mempool:
     def remove_committed(self, tx_ids: Iterable[str], senders: Iterable[str]) -> None:
         """Drop committed transactions and any the new nonces made stale."""
         self._ready = None
+        dropped: list[str] = []
         for tx_id in tx_ids:
             tx = self._by_id.get(tx_id)
             if tx is not None:
                 self._drop(tx)
+                dropped.append(tx_id)
         for sender in set(senders):
             by_nonce = self._by_sender.get(sender)
             if not by_nonce:
@@ -161,6 +196,9 @@ class Mempool:
             for nonce in [n for n in by_nonce if n < account_nonce]:
                 for tx_id in list(by_nonce[nonce]):
                     self._drop(self._by_id[tx_id])
+                    dropped.append(tx_id)
+        if self._store is not None and dropped:
+            self._store.pending_delete(dropped)
 
     def _drop(self, tx: SignedTx) -> None:
         self._by_id.pop(tx.id, None)
@@ -174,3 +212,11 @@ class Mempool:
                 del by_nonce[tx.nonce]
         if not by_nonce:
             del self._by_sender[tx.sender]
+
+
+def parse_id(encoded: bytes) -> str:
+    """The id of a stored transaction, or "" when it no longer decodes."""
+    try:
+        return decode_tx(encoded).id
+    except TxError:
+        return ""

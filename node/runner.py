@@ -129,6 +129,7 @@ class NodeRuntime:
             signatures=self.signatures,
             max_txs=config.mempool_max_txs,
             max_per_sender=config.mempool_max_per_sender,
+            store=storage,
         )
         self.app = NodeApplication(
             genesis=genesis,
@@ -172,6 +173,9 @@ class NodeRuntime:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop.set)
         self.app.on_commit = self._after_commit
+        restored = self.mempool.restore(is_committed=lambda tx_id: self.storage.tx_location(tx_id) is not None)
+        if restored:
+            log.info("%d pending transactions restored from before the restart", restored)
         rpc_runner = web.AppRunner(
             make_rpc_app(self.service, WriteGate(self.config.tokens, self.config.require_token_for_writes)),
             access_log=None,

@@ -17,6 +17,7 @@ Key layout (one-letter prefixes; heights big-endian so they sort):
   s<state key>            flat state value (latest)
   n<node hash>            state-tree node bytes
   j<height><sequence>     safety-journal record (pruned by height)
+  p<tx id hex>            a pending (admitted, uncommitted) transaction, canonical bytes
   o<owner>/<token id>     tokens-by-owner index (empty value)
 
 Token history lives in the state itself (contracts keep it), so it is not indexed here.
@@ -206,6 +207,20 @@ class Storage:
             batch.put(b"mgenesis_state_root", canonical_bytes(state_root))
             batch.put(b"mheight", canonical_bytes(0))
             batch.put(b"mgenesis", canonical_bytes(genesis_hash))
+
+    # ---- pending transactions -------------------------------------------
+    # Written without sync: they survive a killed process (the OS has the write), and a
+    # machine crash loses at most what clients were told is merely pending.
+    def pending_put(self, tx_id: str, encoded: bytes) -> None:
+        self._db.put(b"p" + tx_id.encode(), encoded)
+
+    def pending_delete(self, tx_ids: list[str]) -> None:
+        with self._db.write_batch() as batch:
+            for tx_id in tx_ids:
+                batch.delete(b"p" + tx_id.encode())
+
+    def pending_all(self) -> list[bytes]:
+        return [value for _, value in self._db.iterator(prefix=b"p")]
 
     # ---- safety journal ---------------------------------------------------
     def _last_journal_sequence(self) -> int:

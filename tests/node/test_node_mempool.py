@@ -90,3 +90,38 @@ def test_has_pending_does_not_read_every_account_on_each_call() -> None:
     for _ in range(100):
         pool.has_ready()
     assert accounts.reads == reads
+
+
+class DictStore:
+    def __init__(self) -> None:
+        self.entries: dict[str, bytes] = {}
+
+    def pending_put(self, tx_id: str, encoded: bytes) -> None:
+        self.entries[tx_id] = encoded
+
+    def pending_delete(self, tx_ids: list[str]) -> None:
+        for tx_id in tx_ids:
+            self.entries.pop(tx_id, None)
+
+    def pending_all(self) -> list[bytes]:
+        return list(self.entries.values())
+
+
+def test_pending_transactions_survive_a_restart_minus_committed_and_stale() -> None:
+    """Admitted transactions are kept; a new pool restores them, dropping those committed or stale meanwhile."""
+    store = DictStore()
+    accounts = Accounts()
+    pool = Mempool(chain_id="yuxi-devnet", account_nonce=accounts.nonce, signatures=SignatureCache(),
+                   max_txs=100, max_per_sender=10, store=store)
+    txs = [pool.admit(register(AUTHORITY, nonce, user_key("r%d" % nonce).public_key), is_committed=never_committed).tx
+           for nonce in range(4)]
+    assert len(store.entries) == 4
+    accounts.nonces[AUTHORITY.public_key] = 2  # nonces 0 and 1 were committed while the node was down
+    restarted = Mempool(chain_id="yuxi-devnet", account_nonce=accounts.nonce, signatures=SignatureCache(),
+                        max_txs=100, max_per_sender=10, store=store)
+    assert restarted.restore(is_committed=lambda tx_id: tx_id == txs[0].id) == 2
+    assert [tx.nonce for tx in restarted.reap(10)] == [2, 3]
+    assert set(store.entries) == {txs[2].id, txs[3].id}
+    accounts.nonces[AUTHORITY.public_key] = 4
+    restarted.remove_committed([txs[2].id, txs[3].id], [AUTHORITY.public_key])
+    assert store.entries == {}
