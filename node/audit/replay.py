@@ -18,6 +18,10 @@ names the height, the transaction (index and id) and what differs:
 7. re-execution with contracts gives, for every transaction, the result code
    the node claims;
 8. results_root and state_root match the re-executed results and state.
+
+The state tree is hashed in its own process (state_roots.py) while the main
+process executes the next blocks; observers see a block only once its state
+root is confirmed, and a mismatch is always reported at the lowest height.
 """
 
 from __future__ import annotations
@@ -35,16 +39,18 @@ from contracts.execution import BlockContext, Result, execute_block
 from contracts.genesis import Genesis, GenesisError, genesis_writes, load_genesis
 from contracts.queries import params_info, validator_set_at
 from contracts.state import DictView
-from contracts.state_tree import EMPTY_ROOT, MemoryNodeStore, apply_changes
 from contracts.transactions import SignedTx
 from node.audit.errors import AuditError
 from node.audit.signatures import Checked, SignatureChecker, TxProblem, signed_tx_from
 from node.audit.sources import SourceBlock
+from node.audit.state_roots import StateRoots
 from primitives.encoding import EncodingError, canonical_bytes
 
 # How far signature checks run ahead of execution, in blocks and in transactions.
 LOOKAHEAD_BLOCKS = 64
 LOOKAHEAD_TXS = 20_000
+# How many executed blocks may wait for their state root from the tree process.
+MAX_UNCONFIRMED_BLOCKS = 4
 
 
 @dataclass(frozen=True)
@@ -58,9 +64,8 @@ class ReplayedBlock:
     signers: tuple[str, ...]
     txs: list[SignedTx]
     results: list[Result]
-    writes: dict[str, Any]
-    state: DictView  # the state after this block (read it during the callback only)
-    state_before: Callable[[str], Any]  # values as they were before this block
+    writes: dict[str, Any]  # key -> value after this block (None: deleted)
+    before: dict[str, Any]  # the same keys -> value before this block (None: absent)
 
 
 class BlockObserver(Protocol):
@@ -79,7 +84,6 @@ class ReplayedChain:
     txs: int = 0
     elapsed_s: float = 0.0
     state: dict[str, Any] = field(default_factory=dict, repr=False)
-    node_store: MemoryNodeStore | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -97,6 +101,7 @@ class _Replayer:
         self,
         genesis_obj: dict[str, Any],
         checker: SignatureChecker,
+        roots: StateRoots,
         observers: Iterable[BlockObserver],
         on_progress: Callable[[int, int], None] | None,
     ) -> None:
@@ -111,15 +116,18 @@ class _Replayer:
         # One live view over the replayed state (DictView copies what it is given).
         self.view = DictView()
         self.state: dict[str, Any] = self.view.values
-        self.store = MemoryNodeStore()
+        self.roots = roots
         writes = genesis_writes(self.genesis)
-        self.root, nodes = apply_changes(self.store, EMPTY_ROOT, writes)
-        self.store.put_nodes(nodes)
         self._apply_writes(writes)
-        self.genesis_root = self.root
+        roots.submit(0, writes)
+        _, self.genesis_root = roots.next_root()
+        self.root = self.genesis_root
+        # Executed blocks whose state root the tree process has not confirmed yet.
+        self.unconfirmed: deque[ReplayedBlock] = deque()
         self.height = 0
         self.head_hash = ZERO_HASH
         self.head_time_ms = self.genesis.genesis_time
+        self.confirmed_height = 0
         self.tx_count = 0
 
     def _apply_writes(self, writes: dict[str, Any]) -> None:
@@ -240,23 +248,14 @@ class _Replayer:
                 "results_root in header %s, re-execution gives %s" % (header.get("results_root"), results_root),
                 check="results_root",
             )
-        state_root, nodes = apply_changes(self.store, self.root, outcome.writes)
-        if header.get("state_root") != state_root:
-            raise AuditError(
-                expected,
-                "state_root in header %s, re-execution gives %s" % (header.get("state_root"), state_root),
-                check="state_root",
-            )
         before = {key: self.state.get(key) for key in outcome.writes}
-        self.store.put_nodes(nodes)
         self._apply_writes(outcome.writes)
-        self.root = state_root
+        self.roots.submit(expected, outcome.writes)
         self.height = expected
         self.head_hash = block_hash
         self.head_time_ms = block_time
-        self.tx_count += len(txs)
-        if self.observers:
-            record = ReplayedBlock(
+        self.unconfirmed.append(
+            ReplayedBlock(
                 height=expected,
                 hash=block_hash,
                 header=header,
@@ -265,11 +264,32 @@ class _Replayer:
                 txs=txs,
                 results=outcome.results,
                 writes=outcome.writes,
-                state=self.view,
-                state_before=lambda key: before[key] if key in before else self.state.get(key),
+                before=before,
             )
+        )
+
+    # -- state roots arrive from the tree process in height order ----------------------
+    def confirm(self, *, wait: bool) -> None:
+        """Compare the roots that came back (all outstanding ones when `wait`); each
+        confirmed block goes to the observers, so they only ever see checked blocks."""
+        while self.unconfirmed and (wait or self.roots.ready()):
+            height, state_root = self.roots.next_root()
+            record = self.unconfirmed.popleft()
+            if record.height != height:
+                raise RuntimeError("state roots came back out of order (%d for %d)" % (height, record.height))
+            claimed = record.header.get("state_root")
+            if claimed != state_root:
+                raise AuditError(
+                    height, "state_root in header %s, re-execution gives %s" % (claimed, state_root),
+                    check="state_root",
+                )
+            self.root = state_root
+            self.confirmed_height = height
+            self.tx_count += len(record.txs)
             for observer in self.observers:
                 observer.on_block(record)
+            if self.on_progress is not None:
+                self.on_progress(height, self.tx_count)
 
     @staticmethod
     def _certificate(height: int, block_hash: str, commit: Any) -> CommitCertificate:
@@ -306,9 +326,14 @@ class _Replayer:
                 break
             prepared = pending.popleft()
             pending_txs -= len(prepared.source.txs)
-            self.check(prepared)
-            if self.on_progress is not None:
-                self.on_progress(self.height, self.tx_count)
+            try:
+                self.check(prepared)
+            except AuditError:
+                # An earlier block's state root may be wrong too: the lowest height is reported.
+                self.confirm(wait=True)
+                raise
+            self.confirm(wait=len(self.unconfirmed) >= MAX_UNCONFIRMED_BLOCKS)
+        self.confirm(wait=True)
         if expected_height is not None and self.height < expected_height:
             raise AuditError(
                 self.height + 1,
@@ -325,7 +350,6 @@ class _Replayer:
             txs=self.tx_count,
             elapsed_s=time.perf_counter() - started,
             state=self.state,
-            node_store=self.store,
         )
 
 
@@ -339,8 +363,12 @@ def replay_chain(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> ReplayedChain:
     """Check every block from genesis; raise AuditError at the first mismatch."""
-    replayer = _Replayer(genesis_obj, checker, observers, on_progress)
-    return replayer.run(blocks, expected_height)
+    roots = StateRoots(processes=checker.workers > 0)
+    try:
+        replayer = _Replayer(genesis_obj, checker, roots, observers, on_progress)
+        return replayer.run(blocks, expected_height)
+    finally:
+        roots.close()
 
 
 def genesis_hash_of(genesis_obj: dict[str, Any]) -> str:

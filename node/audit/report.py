@@ -12,14 +12,14 @@ from node.audit.replay import ReplayedBlock, ReplayedChain
 from node.audit.signatures import VerifyRate
 
 
-class _BeforeView:
-    """The state as it was before a block, for diffing governance changes."""
+class _ValuesView:
+    """A StateView over the values a block wrote (or found) under its keys."""
 
-    def __init__(self, block: ReplayedBlock) -> None:
-        self._block = block
+    def __init__(self, values: dict[str, Any]) -> None:
+        self._values = values
 
     def get(self, key: str) -> Any:
-        return self._block.state_before(key)
+        return self._values.get(key)
 
 
 @dataclass
@@ -66,7 +66,7 @@ class ChainReport:
                      for tx, result in zip(block.txs, block.results)
                      if tx.type in ("propose", "approve") and result.code == "ok"]
         for key in sorted(block.writes):
-            before, after = block.state_before(key), block.writes[key]
+            before, after = block.before[key], block.writes[key]
             if key == PARAMS_KEY:
                 changed = {
                     name: {"from": (before or {}).get(name), "to": value}
@@ -92,8 +92,8 @@ class ChainReport:
                     )
             elif key == VALIDATORS_KEY:
                 applies = block.height + 2
-                old = {item["pubkey"] for item in validator_set_at(_BeforeView(block), applies)}
-                new = {item["pubkey"] for item in validator_set_at(block.state, applies)}
+                old = {item["pubkey"] for item in validator_set_at(_ValuesView(block.before), applies)}
+                new = {item["pubkey"] for item in validator_set_at(_ValuesView(block.writes), applies)}
                 for pubkey in sorted(new - old):
                     self.governance_changes.append(
                         {"height": block.height, "change": "add_validator", "pubkey": pubkey,

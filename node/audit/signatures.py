@@ -116,7 +116,9 @@ class SignatureChecker:
         self.workers = default_workers() if workers is None else workers
         self._pool: ProcessPoolExecutor | None = None
         if self.workers > 0:
-            self._pool = ProcessPoolExecutor(max_workers=self.workers)
+            from node.audit.state_roots import process_context
+
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=process_context())
 
     def submit(self, chain_id: str, objs: list[Any]) -> list[Future[tuple[list[Checked], TxProblem | None]]]:
         """Split a block's transactions into chunks, each checked by a worker."""

@@ -1,0 +1,56 @@
+"""The auditor's in-memory state tree gives exactly contracts.state_tree's roots, batch
+after batch, for inserts, updates and deletes (including deletes that collapse subtrees)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from contracts.state_tree import EMPTY_ROOT, MemoryNodeStore, apply_changes
+from node.audit.memory_tree import MemoryTree
+
+# Few distinct keys so batches collide, overwrite and delete what earlier ones wrote.
+keys = st.sampled_from(["account/%d" % index for index in range(40)] + ["token/t:%d" % index for index in range(40)])
+values = st.one_of(
+    st.none(),
+    st.integers(min_value=0, max_value=2**63 - 1),
+    st.dictionaries(st.sampled_from(["owner", "nonce", "roles"]), st.integers(min_value=0, max_value=9), max_size=3),
+)
+batches = st.lists(st.dictionaries(keys, values, max_size=25), min_size=1, max_size=12)
+
+
+def contracts_roots(batches: list[dict[str, Any]]) -> list[str]:
+    store = MemoryNodeStore()
+    root = EMPTY_ROOT
+    roots = []
+    for changes in batches:
+        root, nodes = apply_changes(store, root, changes)
+        store.put_nodes(nodes)
+        roots.append(root)
+    return roots
+
+
+@settings(max_examples=150, deadline=None)
+@given(batches)
+def test_roots_match_contracts_state_tree(batches: list[dict[str, Any]]) -> None:
+    """Every batch's root equals the validators' tree root for the same batches."""
+    tree = MemoryTree()
+    assert [tree.apply(changes) for changes in batches] == contracts_roots(batches)
+
+
+def test_empty_tree_and_deleting_everything() -> None:
+    """An empty tree has contracts' empty root, and so does a tree whose keys were all deleted."""
+    tree = MemoryTree()
+    assert tree.root == EMPTY_ROOT
+    tree.apply({"a": 1, "b": 2, "c": {"x": 1}})
+    assert tree.apply({"a": None, "b": None, "c": None}) == EMPTY_ROOT
+
+
+def test_large_batch_matches() -> None:
+    """A block-sized batch over a few thousand keys gives the same root."""
+    first = {"key/%d" % index: {"value": index} for index in range(3000)}
+    second = {"key/%d" % index: (None if index % 3 == 0 else index) for index in range(0, 3000, 7)}
+    tree = MemoryTree()
+    assert [tree.apply(first), tree.apply(second)] == contracts_roots([first, second])
