@@ -45,9 +45,11 @@ def prepare_testnet(count: int, directory: Path, base_port: int) -> list[Path]:
             raise NodeSetupError(
                 "%s is a chain of %d validators, not %d" % (directory, len(genesis.get("validators", [])), count)
             )
-        endpoint = genesis["validators"][0]["endpoint"]
-        if not endpoint.endswith(":%d" % (base_port + 100)) and not (homes[0] / "config.toml").exists():
-            raise NodeSetupError("%s was made with another --base-port" % directory)
+        first_peer_port = int(str(genesis["validators"][0]["endpoint"]).rpartition(":")[2])
+        if first_peer_port != base_port + 100:
+            raise NodeSetupError(
+                "%s was made with --base-port %d; run with that, or use a new --dir" % (directory, first_peer_port - 100)
+            )
         return homes
     genesis_obj = devnet_genesis(count, time.time_ns() // 1_000_000, base_port)
     load_genesis(genesis_obj)
