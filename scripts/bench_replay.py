@@ -9,9 +9,13 @@ signature (in a process pool on every core), every certificate, every root.
     python scripts/bench_replay.py                  # 25,000 users x 7 gift rounds: ~202,000 txs
     python scripts/bench_replay.py --users 2000     # a quick run
     python scripts/bench_replay.py --cache /tmp/chain.msgpack   # build once, replay many times
+    python scripts/bench_replay.py --cache /tmp/chain.msgpack --phases   # + CPU cost per phase
 
 Prints the machine's own single-core Ed25519 verification rate, measured in the
-same run, next to the replay throughput.
+same run, next to the replay throughput, and the load average (other processes
+on the machine take cores from the replay). --phases also runs each stage alone
+on one core and prints its CPU cost per transaction, and the throughput two idle
+cores could reach at best (total CPU per transaction / 2).
 """
 
 from __future__ import annotations
@@ -125,12 +129,55 @@ def load(path: Path) -> tuple[dict[str, Any], list[SourceBlock]]:
     return value["genesis"], [SourceBlock(*item) for item in value["blocks"]]
 
 
+def measure_phases(genesis_obj: dict[str, Any], blocks: list[SourceBlock]) -> None:
+    """CPU time per transaction of each replay stage, one core, no overlap."""
+    from contracts.block import compute_results_root, compute_tx_root
+    from contracts.execution import BlockContext, execute_block
+    from contracts.genesis import genesis_writes, load_genesis
+    from contracts.state import DictView
+    from node.audit.memory_tree import MemoryTree
+    from node.audit.signatures import check_chunk, signed_tx_from
+
+    genesis = load_genesis(genesis_obj)
+    view = DictView()
+    tree = MemoryTree()
+    writes = genesis_writes(genesis)
+    view.apply(writes)
+    tree.apply(writes)
+    spent = dict.fromkeys(("parse and verify", "execute", "tx and results roots", "state tree"), 0.0)
+    for block in blocks:
+        started = time.process_time()
+        checked, _ = check_chunk(genesis.chain_id, 0, block.txs)
+        txs = [signed_tx_from(obj, item) for obj, item in zip(block.txs, checked)]
+        spent["parse and verify"] += time.process_time() - started
+        started = time.process_time()
+        context = BlockContext(genesis.chain_id, block.header["height"], block.header["time"])
+        outcome = execute_block(view, txs, context)
+        view.apply(outcome.writes)
+        spent["execute"] += time.process_time() - started
+        started = time.process_time()
+        compute_tx_root(txs)
+        compute_results_root(outcome.results)
+        spent["tx and results roots"] += time.process_time() - started
+        started = time.process_time()
+        tree.apply(outcome.writes)
+        spent["state tree"] += time.process_time() - started
+    total_txs = max(1, sum(len(block.txs) for block in blocks))
+    total_us = 0.0
+    for name, seconds in spent.items():
+        print("  %-22s %6.1f us/tx" % (name, seconds / total_txs * 1e6))
+        total_us += seconds / total_txs * 1e6
+    print("  %-22s %6.1f us/tx -> at best %d tx/s on 2 idle cores (before inter-process costs)"
+          % ("total CPU", total_us, 2e6 / total_us))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=25_000)
     parser.add_argument("--rounds", type=int, default=7, help="gift rounds (one gift per user each)")
     parser.add_argument("--workers", type=int, default=None, help="signature processes (default: cores)")
     parser.add_argument("--cache", type=Path, help="save the built chain here, or load it if present")
+    parser.add_argument("--phases", action="store_true", help="also measure each stage's CPU cost alone")
     args = parser.parse_args()
 
     if args.cache is not None and args.cache.exists():
@@ -143,6 +190,7 @@ def main() -> int:
             save(chain, args.cache)
     total_txs = sum(len(block.txs) for block in blocks)
 
+    print("load average before the replay: %.2f %.2f %.2f" % os.getloadavg())
     rate = measure_verify_rate(duration_s=1.0)
     print("this machine: %d Ed25519 verifications/s on one core (%s); %d cores"
           % (rate.signatures_per_second_per_core, rate.library, os.cpu_count() or 1))
@@ -152,9 +200,13 @@ def main() -> int:
     per_second = result.txs / result.elapsed_s
     print("replayed %d blocks, %d transactions in %.2f s: %d tx/s with every signature, certificate and root "
           "checked (%d signature workers)" % (result.blocks, total_txs, result.elapsed_s, per_second, checker.workers))
+    print("load average after the replay: %.2f %.2f %.2f" % os.getloadavg())
     print("final state root %s" % result.state_root)
     print("results: %s" % {code: sum(c[code] for c in report.by_type.values() if code in c)
                            for code in sorted({k for c in report.by_type.values() for k in c})})
+    if args.phases:
+        print("CPU cost of each stage, alone on one core:")
+        measure_phases(genesis_obj, blocks)
     return 0
 
 
