@@ -11,15 +11,20 @@ from typing import Any
 
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from node_test_helpers import DEVNET, async_wait_until, register, user_key
 
 from consensus.types import CommitCertificate, commit_payload
-from contracts.genesis import devnet_authority_key, devnet_genesis, devnet_validator_key, load_genesis
+from contracts.genesis import (
+    devnet_authority_key,
+    devnet_genesis,
+    devnet_validator_key,
+    load_genesis,
+)
 from node.config import load_config, render_config
 from node.follower import Follower
 from node.rpc import make_rpc_app
 from node.rpc_support import WriteGate
 from node.runner import NodeRuntime, open_storage
-from node_test_helpers import DEVNET, async_wait_until, register, user_key
 
 VALIDATOR = devnet_validator_key(0)
 GENESIS = devnet_genesis(1, time.time_ns() // 1_000_000 - 1000, 9000)
