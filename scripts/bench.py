@@ -158,19 +158,24 @@ async def wait_ready(session: aiohttp.ClientSession, urls: list[str], timeout_s:
     raise RuntimeError("the testnet did not come up within %d s" % timeout_s)
 
 
-async def submit(session: aiohttp.ClientSession, url: str, txs: list[dict]) -> list[dict]:
-    answers: list[dict] = []
-    for start in range(0, len(txs), BATCH):
-        chunk = txs[start : start + BATCH]
-        for attempt in range(200):
+PREPARE_BATCH = 200  # mints are up to 16 KiB each; a node takes 4 MiB bodies by default
+
+
+async def submit(session: aiohttp.ClientSession, url: str, txs: list[dict]) -> None:
+    """Submit and insist: a busy node is retried, any refused transaction stops the run."""
+    for start in range(0, len(txs), PREPARE_BATCH):
+        chunk = txs[start : start + PREPARE_BATCH]
+        for _attempt in range(200):
             async with session.post(url + "/v1/transactions", json={"transactions": chunk}) as response:
+                answers = await response.json()
                 if response.status != 503:
-                    answers.extend(await response.json())
                     break
             await asyncio.sleep(0.2)
         else:
             raise RuntimeError("the node stayed busy for 40 s")
-    return answers
+        refused = [answer for answer in answers if "error" in answer] if isinstance(answers, list) else [answers]
+        if refused:
+            raise RuntimeError("preparation refused: %s" % refused[0])
 
 
 async def wait_nonce(session: aiohttp.ClientSession, url: str, account: str, nonce: int, timeout_s: float) -> None:
