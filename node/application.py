@@ -150,7 +150,8 @@ class NodeApplication:
         seen: set[str] = set()
         for index, obj in enumerate(block.txs):
             try:
-                tx = parse_tx(obj)
+                known = self._mempool.known_parsed(obj)
+                tx = known if known is not None else parse_tx(obj)
                 self._signatures.check(tx, self.chain_id)
             except TxError as exc:
                 return "transaction %d: %s" % (index, exc)

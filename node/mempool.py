@@ -95,6 +95,7 @@ class Mempool:
         # Whether some transaction is ready to propose; None = unknown until the next scan.
         # Kept so the replica's frequent has_pending() does not read every sender's account.
         self._ready: bool | None = False
+        self._by_signature: dict[str, str] = {}
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -111,6 +112,10 @@ class Mempool:
             tx = parse_tx(obj)
         except TxError as exc:
             raise RpcError(400, exc.code, exc.message) from None
+        return self.admit_parsed(tx, is_committed=is_committed)
+
+    def admit_parsed(self, tx: SignedTx, *, is_committed: Callable[[str], bool]) -> Admitted:
+        """admit() for a transaction already parsed (gossip arrives as canonical bytes)."""
         if tx.id in self._by_id or is_committed(tx.id):
             return Admitted(self._by_id.get(tx.id, tx), is_new=False)
         try:
@@ -135,11 +140,24 @@ class Mempool:
             raise RpcError(503, "mempool_full", "the mempool holds %d transactions; try again shortly" % self._max_txs)
         self._by_id[tx.id] = tx
         self._by_sender.setdefault(tx.sender, {}).setdefault(tx.nonce, []).append(tx.id)
+        if tx.signature is not None:
+            self._by_signature[tx.signature] = tx.id
         if self._store is not None:
             self._store.pending_put(tx.id, tx.encoded)
         if tx.nonce == account_nonce:
             self._ready = True
         return Admitted(tx, is_new=True)
+
+    def known_parsed(self, obj: object) -> SignedTx | None:
+        """The pending transaction equal to `obj` (a block's transaction map), if any: spares
+        re-encoding a transaction this node already parsed and checked on admission."""
+        if not isinstance(obj, dict):
+            return None
+        tx_id = self._by_signature.get(obj.get("signature"))  # type: ignore[arg-type]
+        tx = self._by_id.get(tx_id) if tx_id is not None else None
+        if tx is not None and strictly_equal(tx.to_dict(), obj):
+            return tx
+        return None
 
     def restore(self, is_committed: Callable[[str], bool]) -> int:
         """Re-admit the transactions kept before a restart; drop those committed or stale since."""
@@ -150,7 +168,7 @@ class Mempool:
         for encoded in self._store.pending_all():
             try:
                 tx = decode_tx(encoded)
-                if self.admit(tx.to_dict(), is_committed=is_committed).is_new:
+                if self.admit_parsed(tx, is_committed=is_committed).is_new:
                     restored += 1
                     continue
             except (TxError, RpcError):
@@ -202,6 +220,8 @@ class Mempool:
 
     def _drop(self, tx: SignedTx) -> None:
         self._by_id.pop(tx.id, None)
+        if tx.signature is not None and self._by_signature.get(tx.signature) == tx.id:
+            del self._by_signature[tx.signature]
         by_nonce = self._by_sender.get(tx.sender)
         if by_nonce is None:
             return
@@ -220,3 +240,15 @@ def parse_id(encoded: bytes) -> str:
         return decode_tx(encoded).id
     except TxError:
         return ""
+
+
+def strictly_equal(left: object, right: object) -> bool:
+    """Equal values of equal types all the way down (plain == says True == 1, and a
+    proposer could use that to slip in a transaction whose encoding differs)."""
+    if type(left) is not type(right):
+        return False
+    if isinstance(left, dict) and isinstance(right, dict):
+        return left.keys() == right.keys() and all(strictly_equal(left[key], right[key]) for key in left)
+    if isinstance(left, list) and isinstance(right, list):
+        return len(left) == len(right) and all(strictly_equal(a, b) for a, b in zip(left, right))
+    return left == right

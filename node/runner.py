@@ -282,7 +282,7 @@ class NodeRuntime:
     def _admit_gossip(self, data: bytes) -> None:
         try:
             tx: SignedTx = decode_tx(data)
-            self.mempool.admit(tx.to_dict(), is_committed=lambda tx_id: self.storage.tx_location(tx_id) is not None)
+            self.mempool.admit_parsed(tx, is_committed=lambda tx_id: self.storage.tx_location(tx_id) is not None)
         except (TxError, RpcError):
             pass  # a peer's stale or invalid gossip: the submitter already got the answer
         self.metrics.mempool_size.set(len(self.mempool))

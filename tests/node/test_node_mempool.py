@@ -125,3 +125,13 @@ def test_pending_transactions_survive_a_restart_minus_committed_and_stale() -> N
     accounts.nonces[AUTHORITY.public_key] = 4
     restarted.remove_committed([txs[2].id, txs[3].id], [AUTHORITY.public_key])
     assert store.entries == {}
+
+
+def test_a_block_transaction_matches_a_pending_one_only_if_identical_in_type() -> None:
+    """known_parsed() reuses a pending transaction only for an exact match, never for True standing in for 1."""
+    pool, _, _ = make_pool()
+    tx = pool.admit(register(AUTHORITY, 1, user_key("typed").public_key), is_committed=never_committed).tx
+    assert pool.known_parsed(tx.to_dict()) is tx
+    assert pool.known_parsed(dict(tx.to_dict(), nonce=True)) is None
+    assert pool.known_parsed(dict(tx.to_dict(), body=dict(tx.body, birth_date="1990-01-01"))) is None
+    assert pool.known_parsed("not a map") is None
