@@ -32,12 +32,12 @@ import msgpack
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from contracts.transactions import sign_tx  # noqa: E402
-from node.audit.devchain import DAY_MS, DevChain, user_key  # noqa: E402
-from node.audit.replay import replay_chain  # noqa: E402
-from node.audit.report import ChainReport  # noqa: E402
-from node.audit.signatures import SignatureChecker, measure_verify_rate  # noqa: E402
-from node.audit.sources import SourceBlock  # noqa: E402
+from contracts.transactions import sign_tx
+from node.audit.devchain import DAY_MS, DevChain, user_key
+from node.audit.replay import replay_chain
+from node.audit.report import ChainReport
+from node.audit.signatures import SignatureChecker, measure_verify_rate
+from node.audit.sources import SourceBlock
 
 COLLECTION = "bench-rabbits"
 MINT_ITEMS_PER_TX = 80  # an encoded transaction is at most 16 KiB
@@ -52,17 +52,22 @@ def _sign_batch(args: tuple[list[int], list[dict[str, Any]]]) -> list[dict[str, 
     indexes, unsigned = args
     keys: dict[int, Any] = {}
     signed = []
-    for index, tx in zip(indexes, unsigned):
+    for index, tx in zip(indexes, unsigned, strict=True):
         if index not in keys:
             keys[index] = devnet_authority_key() if index < 0 else user_key(index)
         signed.append(sign_tx(tx, keys[index]))
     return signed
 
 
-def _sign_all(pool: ProcessPoolExecutor, items: list[tuple[int, dict[str, Any]]]) -> list[dict[str, Any]]:
+def _sign_all(
+    pool: ProcessPoolExecutor, items: list[tuple[int, dict[str, Any]]]
+) -> list[dict[str, Any]]:
     chunk = 2000
     jobs = [
-        ([index for index, _ in items[start:start + chunk]], [tx for _, tx in items[start:start + chunk]])
+        (
+            [index for index, _ in items[start : start + chunk]],
+            [tx for _, tx in items[start : start + chunk]],
+        )
         for start in range(0, len(items), chunk)
     ]
     signed: list[dict[str, Any]] = []
@@ -81,47 +86,100 @@ def build_chain(users: int, rounds: int) -> DevChain:
     def unsigned(sender: str, tx_type: str, body: dict[str, Any]) -> dict[str, Any]:
         nonce = nonces.get(sender, 0)
         nonces[sender] = nonce + 1
-        return {"chain_id": chain_id, "type": tx_type, "sender": sender, "nonce": nonce, "body": body}
+        return {
+            "chain_id": chain_id,
+            "type": tx_type,
+            "sender": sender,
+            "nonce": nonce,
+            "body": body,
+        }
 
     started = time.perf_counter()
     setup: list[tuple[int, dict[str, Any]]] = []
     for index, key in enumerate(public_keys):
-        setup.append((-1, unsigned(authority, "register_account", {
-            "account": key, "birth_date": "19%02d-%02d-%02d" % (60 + index % 40, 1 + index % 12, 1 + index % 28),
-            "kyc_ref": "%064x" % index})))
-    setup.append((-1, unsigned(authority, "create_collection", {
-        "collection": COLLECTION, "name": "Benchmark Rabbits", "max_supply": users * rounds, "transferable": True})))
+        setup.append(
+            (
+                -1,
+                unsigned(
+                    authority,
+                    "register_account",
+                    {
+                        "account": key,
+                        "birth_date": "19%02d-%02d-%02d"
+                        % (60 + index % 40, 1 + index % 12, 1 + index % 28),
+                        "kyc_ref": "%064x" % index,
+                    },
+                ),
+            )
+        )
+    setup.append(
+        (
+            -1,
+            unsigned(
+                authority,
+                "create_collection",
+                {
+                    "collection": COLLECTION,
+                    "name": "Benchmark Rabbits",
+                    "max_supply": users * rounds,
+                    "transferable": True,
+                },
+            ),
+        )
+    )
     serials = [(owner, round_number) for round_number in range(rounds) for owner in range(users)]
     for start in range(0, len(serials), MINT_ITEMS_PER_TX):
         items = [
-            {"serial": start + offset + 1, "owner": public_keys[owner], "content_hash": "%064x" % (start + offset)}
-            for offset, (owner, _) in enumerate(serials[start:start + MINT_ITEMS_PER_TX])
+            {
+                "serial": start + offset + 1,
+                "owner": public_keys[owner],
+                "content_hash": "%064x" % (start + offset),
+            }
+            for offset, (owner, _) in enumerate(serials[start : start + MINT_ITEMS_PER_TX])
         ]
         setup.append((-1, unsigned(authority, "mint", {"collection": COLLECTION, "items": items})))
     gifts: list[tuple[int, dict[str, Any]]] = []
     for round_number in range(rounds):
         for owner in range(users):
             serial = round_number * users + owner + 1
-            gifts.append((owner, unsigned(public_keys[owner], "gift", {
-                "token": "%s:%d" % (COLLECTION, serial), "to": public_keys[(owner + 1 + round_number) % users]})))
+            gifts.append(
+                (
+                    owner,
+                    unsigned(
+                        public_keys[owner],
+                        "gift",
+                        {
+                            "token": "%s:%d" % (COLLECTION, serial),
+                            "to": public_keys[(owner + 1 + round_number) % users],
+                        },
+                    ),
+                )
+            )
     with ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         setup_signed = _sign_all(pool, setup)
         gifts_signed = _sign_all(pool, gifts)
-    print("signed %d transactions in %.1f s" % (len(setup_signed) + len(gifts_signed), time.perf_counter() - started))
+    print(
+        "signed %d transactions in %.1f s"
+        % (len(setup_signed) + len(gifts_signed), time.perf_counter() - started)
+    )
     started = time.perf_counter()
     for start in range(0, len(setup_signed), BLOCK_TXS):
-        chain.add_block(setup_signed[start:start + BLOCK_TXS])
+        chain.add_block(setup_signed[start : start + BLOCK_TXS])
     # Minted tokens may be gifted after first_hold_days (180).
     chain.add_block([], time_ms=chain.time_ms + 181 * DAY_MS)
     for start in range(0, len(gifts_signed), BLOCK_TXS):
-        chain.add_block(gifts_signed[start:start + BLOCK_TXS])
-    print("executed and certified %d blocks in %.1f s" % (chain.height, time.perf_counter() - started))
+        chain.add_block(gifts_signed[start : start + BLOCK_TXS])
+    print(
+        "executed and certified %d blocks in %.1f s" % (chain.height, time.perf_counter() - started)
+    )
     return chain
 
 
 def save(chain: DevChain, path: Path) -> None:
     blocks = [[block.header, block.txs, block.results, block.commit] for block in chain.blocks]
-    path.write_bytes(msgpack.packb({"genesis": chain.genesis_obj, "blocks": blocks}, use_bin_type=True))
+    path.write_bytes(
+        msgpack.packb({"genesis": chain.genesis_obj, "blocks": blocks}, use_bin_type=True)
+    )
 
 
 def load(path: Path) -> tuple[dict[str, Any], list[SourceBlock]]:
@@ -144,11 +202,13 @@ def measure_phases(genesis_obj: dict[str, Any], blocks: list[SourceBlock]) -> No
     writes = genesis_writes(genesis)
     view.apply(writes)
     tree.apply(writes)
-    spent = dict.fromkeys(("parse and verify", "execute", "tx and results roots", "state tree"), 0.0)
+    spent = dict.fromkeys(
+        ("parse and verify", "execute", "tx and results roots", "state tree"), 0.0
+    )
     for block in blocks:
         started = time.process_time()
         checked, _ = check_chunk(genesis.chain_id, 0, block.txs)
-        txs = [signed_tx_from(obj, item) for obj, item in zip(block.txs, checked)]
+        txs = [signed_tx_from(obj, item) for obj, item in zip(block.txs, checked, strict=True)]
         spent["parse and verify"] += time.process_time() - started
         started = time.process_time()
         context = BlockContext(genesis.chain_id, block.header["height"], block.header["time"])
@@ -167,17 +227,29 @@ def measure_phases(genesis_obj: dict[str, Any], blocks: list[SourceBlock]) -> No
     for name, seconds in spent.items():
         print("  %-22s %6.1f us/tx" % (name, seconds / total_txs * 1e6))
         total_us += seconds / total_txs * 1e6
-    print("  %-22s %6.1f us/tx -> at best %d tx/s on 2 idle cores (before inter-process costs)"
-          % ("total CPU", total_us, 2e6 / total_us))
+    print(
+        "  %-22s %6.1f us/tx -> at best %d tx/s on 2 idle cores (before inter-process costs)"
+        % ("total CPU", total_us, 2e6 / total_us)
+    )
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--users", type=int, default=25_000)
-    parser.add_argument("--rounds", type=int, default=7, help="gift rounds (one gift per user each)")
-    parser.add_argument("--workers", type=int, default=None, help="signature processes (default: cores)")
-    parser.add_argument("--cache", type=Path, help="save the built chain here, or load it if present")
-    parser.add_argument("--phases", action="store_true", help="also measure each stage's CPU cost alone")
+    parser.add_argument(
+        "--rounds", type=int, default=7, help="gift rounds (one gift per user each)"
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="signature processes (default: cores)"
+    )
+    parser.add_argument(
+        "--cache", type=Path, help="save the built chain here, or load it if present"
+    )
+    parser.add_argument(
+        "--phases", action="store_true", help="also measure each stage's CPU cost alone"
+    )
     args = parser.parse_args()
 
     if args.cache is not None and args.cache.exists():
@@ -192,18 +264,30 @@ def main() -> int:
 
     print("load average before the replay: %.2f %.2f %.2f" % os.getloadavg())
     rate = measure_verify_rate(duration_s=1.0)
-    print("this machine: %d Ed25519 verifications/s on one core (%s); %d cores"
-          % (rate.signatures_per_second_per_core, rate.library, os.cpu_count() or 1))
+    print(
+        "this machine: %d Ed25519 verifications/s on one core (%s); %d cores"
+        % (rate.signatures_per_second_per_core, rate.library, os.cpu_count() or 1)
+    )
     report = ChainReport()
     with SignatureChecker(args.workers) as checker:
-        result = replay_chain(genesis_obj, blocks, checker=checker, expected_height=len(blocks), observers=[report])
+        result = replay_chain(
+            genesis_obj, blocks, checker=checker, expected_height=len(blocks), observers=[report]
+        )
     per_second = result.txs / result.elapsed_s
-    print("replayed %d blocks, %d transactions in %.2f s: %d tx/s with every signature, certificate and root "
-          "checked (%d signature workers)" % (result.blocks, total_txs, result.elapsed_s, per_second, checker.workers))
+    print(
+        "replayed %d blocks, %d transactions in %.2f s: %d tx/s with every signature,"
+        " certificate and root checked (%d signature workers)"
+        % (result.blocks, total_txs, result.elapsed_s, per_second, checker.workers)
+    )
     print("load average after the replay: %.2f %.2f %.2f" % os.getloadavg())
     print("final state root %s" % result.state_root)
-    print("results: %s" % {code: sum(c[code] for c in report.by_type.values() if code in c)
-                           for code in sorted({k for c in report.by_type.values() for k in c})})
+    print(
+        "results: %s"
+        % {
+            code: sum(c[code] for c in report.by_type.values() if code in c)
+            for code in sorted({k for c in report.by_type.values() for k in c})
+        }
+    )
     if args.phases:
         print("CPU cost of each stage, alone on one core:")
         measure_phases(genesis_obj, blocks)

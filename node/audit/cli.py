@@ -83,27 +83,48 @@ def run_replay(
         report = ChainReport()
         with SignatureChecker(workers) as checker:
             if progress:
-                chain = _replay_with_progress(genesis_obj, source, target, checker, [report, *observers])
+                chain = _replay_with_progress(
+                    genesis_obj, source, target, checker, [report, *observers]
+                )
             else:
                 chain = replay_chain(
-                    genesis_obj, source.blocks(target), checker=checker, expected_height=target,
+                    genesis_obj,
+                    source.blocks(target),
+                    checker=checker,
+                    expected_height=target,
                     observers=[report, *observers],
                 )
             return build_summary(
-                chain, report, source=source_name, genesis_hash=genesis_hash_of(genesis_obj),
-                genesis_pinned=pinned, verify_rate=verify_rate, workers=checker.workers,
+                chain,
+                report,
+                source=source_name,
+                genesis_hash=genesis_hash_of(genesis_obj),
+                genesis_pinned=pinned,
+                verify_rate=verify_rate,
+                workers=checker.workers,
             )
     finally:
         source.close()
 
 
-def _replay_with_progress(genesis_obj: Any, source: Any, target: int, checker: Any, observers: list[Any]) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+def _replay_with_progress(
+    genesis_obj: Any, source: Any, target: int, checker: Any, observers: list[Any]
+) -> Any:
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     from node.audit.replay import replay_chain
 
     columns = (
-        TextColumn("replaying"), BarColumn(), MofNCompleteColumn(), TextColumn("blocks {task.fields[txs]} txs"),
+        TextColumn("replaying"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("blocks {task.fields[txs]} txs"),
         TimeRemainingColumn(),
     )
     with Progress(*columns, transient=True) as bar:
@@ -114,8 +135,12 @@ def _replay_with_progress(genesis_obj: Any, source: Any, target: int, checker: A
                 bar.update(task, completed=height, txs=txs)
 
         return replay_chain(
-            genesis_obj, source.blocks(target), checker=checker, expected_height=target,
-            observers=observers, on_progress=on_progress,
+            genesis_obj,
+            source.blocks(target),
+            checker=checker,
+            expected_height=target,
+            observers=observers,
+            on_progress=on_progress,
         )
 
 
@@ -135,19 +160,44 @@ def audit_group() -> None:
 
 
 @audit_group.command(name="replay")
-@click.option("--home", "home", type=click.Path(path_type=Path, file_okay=False), help="a node's home directory")
-@click.option("--from", "from_url", metavar="URL", help="RPC address of any node, e.g. http://127.0.0.1:8600")
-@click.option("--genesis", "genesis_file", type=click.Path(path_type=Path, dir_okay=False),
-              help="the chain's genesis file (pins the chain; otherwise the source's is used)")
+@click.option(
+    "--home",
+    "home",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="a node's home directory",
+)
+@click.option(
+    "--from", "from_url", metavar="URL", help="RPC address of any node, e.g. http://127.0.0.1:8600"
+)
+@click.option(
+    "--genesis",
+    "genesis_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="the chain's genesis file (pins the chain; otherwise the source's is used)",
+)
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-@click.option("--workers", type=int, default=None, help="signature-check processes (default: one per core)")
-def replay_command(home: Path | None, from_url: str | None, genesis_file: Path | None, as_json: bool,
-                   workers: int | None) -> None:
+@click.option(
+    "--workers", type=int, default=None, help="signature-check processes (default: one per core)"
+)
+def replay_command(
+    home: Path | None,
+    from_url: str | None,
+    genesis_file: Path | None,
+    as_json: bool,
+    workers: int | None,
+) -> None:
     """Re-execute the chain from genesis and check every signature, certificate and root."""
     progress = sys.stdout.isatty() and not as_json
     try:
-        summary = run_replay(home=home, from_url=from_url, genesis_file=genesis_file, as_json=as_json,
-                             workers=workers, observers=[], progress=progress)
+        summary = run_replay(
+            home=home,
+            from_url=from_url,
+            genesis_file=genesis_file,
+            as_json=as_json,
+            workers=workers,
+            observers=[],
+            progress=progress,
+        )
     except AuditError as exc:
         _fail(exc, as_json, EXIT_MISMATCH)
         return
@@ -166,22 +216,50 @@ def replay_command(home: Path | None, from_url: str | None, genesis_file: Path |
 
 @audit_group.command(name="export")
 @click.option("--from", "from_url", metavar="URL", help="RPC address of any node")
-@click.option("--home", "home", type=click.Path(path_type=Path, file_okay=False), help="a node's home directory")
-@click.option("--genesis", "genesis_file", type=click.Path(path_type=Path, dir_okay=False),
-              help="the chain's genesis file (pins the chain)")
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path, dir_okay=False),
-              help="the SQLite file to write (replaced if it exists)")
-@click.option("--workers", type=int, default=None, help="signature-check processes (default: one per core)")
-def export_command(from_url: str | None, home: Path | None, genesis_file: Path | None, out: Path,
-                   workers: int | None) -> None:
+@click.option(
+    "--home",
+    "home",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="a node's home directory",
+)
+@click.option(
+    "--genesis",
+    "genesis_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="the chain's genesis file (pins the chain)",
+)
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="the SQLite file to write (replaced if it exists)",
+)
+@click.option(
+    "--workers", type=int, default=None, help="signature-check processes (default: one per core)"
+)
+def export_command(
+    from_url: str | None,
+    home: Path | None,
+    genesis_file: Path | None,
+    out: Path,
+    workers: int | None,
+) -> None:
     """Replay the chain and write blocks, transactions, results, token ownership history
     and sanctions into an SQLite database (only verified blocks are written)."""
     from node.audit.export import SqliteExporter
 
     exporter = SqliteExporter(out)
     try:
-        summary = run_replay(home=home, from_url=from_url, genesis_file=genesis_file, as_json=False,
-                             workers=workers, observers=[exporter], progress=sys.stdout.isatty())
+        summary = run_replay(
+            home=home,
+            from_url=from_url,
+            genesis_file=genesis_file,
+            as_json=False,
+            workers=workers,
+            observers=[exporter],
+            progress=sys.stdout.isatty(),
+        )
     except AuditError as exc:
         exporter.abort()
         _fail(exc, False, EXIT_MISMATCH)
@@ -190,23 +268,46 @@ def export_command(from_url: str | None, home: Path | None, genesis_file: Path |
         exporter.abort()
         _fail(exc, False, EXIT_UNREADABLE)
         return
-    exporter.finish({
-        key: summary[key]
-        for key in ("chain_id", "genesis_hash", "height", "head_hash", "state_root", "source", "transactions")
-    })
-    click.echo("exported %d blocks, %d transactions to %s (state root %s)"
-               % (summary["blocks"], summary["transactions"], out, summary["state_root"]))
+    exporter.finish(
+        {
+            key: summary[key]
+            for key in (
+                "chain_id",
+                "genesis_hash",
+                "height",
+                "head_hash",
+                "state_root",
+                "source",
+                "transactions",
+            )
+        }
+    )
+    click.echo(
+        "exported %d blocks, %d transactions to %s (state root %s)"
+        % (summary["blocks"], summary["transactions"], out, summary["state_root"])
+    )
 
 
 @audit_group.command(name="verify-proof")
 @click.argument("proof_file", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--genesis", "genesis_file", required=True, type=click.Path(path_type=Path, dir_okay=False),
-              help="the chain's genesis file")
-@click.option("--validators", "validators_file", type=click.Path(path_type=Path, dir_okay=False),
-              help="JSON list of the validator keys in force at the proof's height, when the set "
-                   "changed since genesis")
+@click.option(
+    "--genesis",
+    "genesis_file",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="the chain's genesis file",
+)
+@click.option(
+    "--validators",
+    "validators_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="JSON list of the validator keys in force at the proof's height, when the set "
+    "changed since genesis",
+)
 @click.option("--json", "as_json", is_flag=True, help="print the outcome as JSON")
-def verify_proof_command(proof_file: Path, genesis_file: Path, validators_file: Path | None, as_json: bool) -> None:
+def verify_proof_command(
+    proof_file: Path, genesis_file: Path, validators_file: Path | None, as_json: bool
+) -> None:
     """Check a saved proof (GET /v1/proofs/...) offline: certificate, header hash, state proof."""
     from contracts.genesis import GenesisError, load_genesis
     from node.audit.proofs import ProofError, verify_proof_document
@@ -239,8 +340,16 @@ def verify_proof_command(proof_file: Path, genesis_file: Path, validators_file: 
         click.echo(json.dumps(outcome, indent=2))
         return
     state = "present" if outcome["present"] else "absent"
-    click.echo("proof valid: %s is %s at height %d (block %s, state root %s, signed by %d validators)"
-               % (outcome["key"], state, outcome["height"], outcome["hash"], outcome["state_root"],
-                  len(outcome["signers"])))
+    click.echo(
+        "proof valid: %s is %s at height %d (block %s, state root %s, signed by %d validators)"
+        % (
+            outcome["key"],
+            state,
+            outcome["height"],
+            outcome["hash"],
+            outcome["state_root"],
+            len(outcome["signers"]),
+        )
+    )
     if outcome["present"]:
         click.echo(json.dumps(outcome["value"], indent=2, sort_keys=True))

@@ -62,7 +62,8 @@ class DevChain:
             raise RuntimeError("genesis root differs between genesis_header and apply_changes")
         self.authority = devnet_authority_key()
         self.validator_keys = {
-            key.public_key: key for key in (devnet_validator_key(i) for i in range(self.validator_count))
+            key.public_key: key
+            for key in (devnet_validator_key(i) for i in range(self.validator_count))
         }
         self.extra_signing_keys: dict[str, SigningKey] = {}
         self.nonces: dict[str, int] = {}
@@ -75,12 +76,20 @@ class DevChain:
     def time_ms(self) -> int:
         return int(self.head["time"])
 
-    def tx(self, key: SigningKey, tx_type: str, body: dict[str, Any], nonce: int | None = None) -> dict[str, Any]:
+    def tx(
+        self, key: SigningKey, tx_type: str, body: dict[str, Any], nonce: int | None = None
+    ) -> dict[str, Any]:
         """A signed transaction from `key` with its next nonce (counted locally)."""
         if nonce is None:
             nonce = self.nonces.get(key.public_key, 0)
             self.nonces[key.public_key] = nonce + 1
-        unsigned = {"chain_id": self.chain_id, "type": tx_type, "sender": key.public_key, "nonce": nonce, "body": body}
+        unsigned = {
+            "chain_id": self.chain_id,
+            "type": tx_type,
+            "sender": key.public_key,
+            "nonce": nonce,
+            "body": body,
+        }
         return sign_tx(unsigned, key)
 
     def add_block(
@@ -95,7 +104,9 @@ class DevChain:
         in force at its height, and append it."""
         height = self.height + 1
         time_ms = self.time_ms + BLOCK_INTERVAL_MS if time_ms is None else time_ms
-        validators = ValidatorSet(tuple(item["pubkey"] for item in validator_set_at(self.view, height)))
+        validators = ValidatorSet(
+            tuple(item["pubkey"] for item in validator_set_at(self.view, height))
+        )
         proposer = validators.leader(height, view)
         parsed = [parse_tx(tx) for tx in txs]
         header, outcome, nodes = seal_block(
@@ -119,9 +130,13 @@ class DevChain:
         return self.validator_keys.get(pubkey) or self.extra_signing_keys[pubkey]
 
     def sign_commit(
-        self, header: dict[str, Any], validators: ValidatorSet, view: int, signers: list[str] | None = None
+        self,
+        header: dict[str, Any],
+        validators: ValidatorSet,
+        view: int,
+        signers: list[str] | None = None,
     ) -> dict[str, Any]:
-        """A commit certificate over `header`: a quorum of `validators` unless `signers` are named."""
+        """A commit certificate over `header`: a quorum of `validators`, or the named `signers`."""
         from consensus.types import header_hash
 
         block_hash = header_hash(header)
@@ -130,7 +145,8 @@ class DevChain:
         return {
             "view": view,
             "signatures": [
-                {"validator": pubkey, "signature": self.signing_key(pubkey).sign(payload)} for pubkey in sorted(chosen)
+                {"validator": pubkey, "signature": self.signing_key(pubkey).sign(payload)}
+                for pubkey in sorted(chosen)
             ],
         }
 
@@ -143,45 +159,96 @@ def build_demo_chain(users: int = 6) -> DevChain:
     people = [user_key(index) for index in range(users)]
     chain.add_block(
         [
-            chain.tx(authority, "register_account",
-                     {"account": person.public_key, "birth_date": "1990-05-%02d" % (index + 1), "kyc_ref": "%064x" % index})
+            chain.tx(
+                authority,
+                "register_account",
+                {
+                    "account": person.public_key,
+                    "birth_date": "1990-05-%02d" % (index + 1),
+                    "kyc_ref": "%064x" % index,
+                },
+            )
             for index, person in enumerate(people)
         ]
     )
     chain.add_block(
         [
-            chain.tx(authority, "create_collection",
-                     {"collection": "moon-rabbit", "name": "Moon Rabbit", "max_supply": 1000, "transferable": True}),
-            chain.tx(people[0], "create_collection",
-                     {"collection": "not-mine", "name": "Refused", "max_supply": 5, "transferable": True}),
+            chain.tx(
+                authority,
+                "create_collection",
+                {
+                    "collection": "moon-rabbit",
+                    "name": "Moon Rabbit",
+                    "max_supply": 1000,
+                    "transferable": True,
+                },
+            ),
+            chain.tx(
+                people[0],
+                "create_collection",
+                {
+                    "collection": "not-mine",
+                    "name": "Refused",
+                    "max_supply": 5,
+                    "transferable": True,
+                },
+            ),
         ]
     )
     chain.add_block(
         [
-            chain.tx(authority, "mint", {
-                "collection": "moon-rabbit",
-                "items": [{"serial": serial, "owner": people[serial % users].public_key,
-                           "content_hash": "%064x" % (1000 + serial)} for serial in range(1, 13)],
-            })
+            chain.tx(
+                authority,
+                "mint",
+                {
+                    "collection": "moon-rabbit",
+                    "items": [
+                        {
+                            "serial": serial,
+                            "owner": people[serial % users].public_key,
+                            "content_hash": "%064x" % (1000 + serial),
+                        }
+                        for serial in range(1, 13)
+                    ],
+                },
+            )
         ]
     )
     # Gifting too early: holding_period, with eligible_at.
-    chain.add_block([chain.tx(people[1], "gift", {"token": "moon-rabbit:1", "to": people[2].public_key})])
+    chain.add_block(
+        [chain.tx(people[1], "gift", {"token": "moon-rabbit:1", "to": people[2].public_key})]
+    )
     later = chain.time_ms + 181 * DAY_MS
     chain.add_block(
         [
             chain.tx(people[1], "gift", {"token": "moon-rabbit:1", "to": people[2].public_key}),
             chain.tx(people[2], "gift", {"token": "moon-rabbit:2", "to": people[3].public_key}),
-            chain.tx(people[3], "gift", {"token": "moon-rabbit:1", "to": people[4].public_key}),  # not_owner
-            chain.tx(authority, "sanction", {"account": people[4].public_key, "kind": "transfer_freeze",
-                                             "reason": "court order 17", "until": 0}),
+            chain.tx(
+                people[3], "gift", {"token": "moon-rabbit:1", "to": people[4].public_key}
+            ),  # not_owner
+            chain.tx(
+                authority,
+                "sanction",
+                {
+                    "account": people[4].public_key,
+                    "kind": "transfer_freeze",
+                    "reason": "court order 17",
+                    "until": 0,
+                },
+            ),
         ],
         time_ms=later,
     )
     chain.add_block(
         [
-            chain.tx(people[4], "gift", {"token": "moon-rabbit:4", "to": people[5].public_key}),  # sender_frozen
-            chain.tx(authority, "lift_sanction", {"account": people[4].public_key, "kind": "transfer_freeze"}),
+            chain.tx(
+                people[4], "gift", {"token": "moon-rabbit:4", "to": people[5].public_key}
+            ),  # sender_frozen
+            chain.tx(
+                authority,
+                "lift_sanction",
+                {"account": people[4].public_key, "kind": "transfer_freeze"},
+            ),
             chain.tx(people[4], "gift", {"token": "moon-rabbit:4", "to": people[5].public_key}),
         ]
     )
@@ -189,9 +256,21 @@ def build_demo_chain(users: int = 6) -> DevChain:
     chain.extra_signing_keys[new_validator.public_key] = new_validator
     chain.add_block(
         [
-            chain.tx(authority, "propose", {"action": "set_params", "args": {"daily_gift_limit": 5}}),
-            chain.tx(authority, "propose", {"action": "add_validator", "args": {
-                "pubkey": new_validator.public_key, "name": "validator-new", "endpoint": "127.0.0.1:9999"}}),
+            chain.tx(
+                authority, "propose", {"action": "set_params", "args": {"daily_gift_limit": 5}}
+            ),
+            chain.tx(
+                authority,
+                "propose",
+                {
+                    "action": "add_validator",
+                    "args": {
+                        "pubkey": new_validator.public_key,
+                        "name": "validator-new",
+                        "endpoint": "127.0.0.1:9999",
+                    },
+                },
+            ),
         ]
     )
     # The new validator is in force from two blocks later: certificates must follow.

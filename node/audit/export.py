@@ -104,16 +104,32 @@ class SqliteExporter:
         cursor.execute(
             "INSERT INTO blocks VALUES (?,?,?,?,?,?,?,?,?,?,?)",
             (
-                block.height, block.hash, header["parent"], header["time"], header["proposer"],
-                header["tx_root"], header["results_root"], header["state_root"], len(block.txs),
-                block.view, json.dumps(list(block.signers)),
+                block.height,
+                block.hash,
+                header["parent"],
+                header["time"],
+                header["proposer"],
+                header["tx_root"],
+                header["results_root"],
+                header["state_root"],
+                len(block.txs),
+                block.view,
+                json.dumps(list(block.signers)),
             ),
         )
         cursor.executemany(
             "INSERT INTO transactions VALUES (?,?,?,?,?,?,?,?)",
             [
-                (tx.id, block.height, index, tx.type, tx.sender, tx.nonce,
-                 json.dumps(tx.body, sort_keys=True), tx.signature or "")
+                (
+                    tx.id,
+                    block.height,
+                    index,
+                    tx.type,
+                    tx.sender,
+                    tx.nonce,
+                    json.dumps(tx.body, sort_keys=True),
+                    tx.signature or "",
+                )
                 for index, tx in enumerate(block.txs)
             ],
         )
@@ -121,11 +137,11 @@ class SqliteExporter:
             "INSERT INTO results VALUES (?,?,?,?,?,?)",
             [
                 (tx.id, block.height, index, result.code, result.message, result.eligible_at)
-                for index, (tx, result) in enumerate(zip(block.txs, block.results))
+                for index, (tx, result) in enumerate(zip(block.txs, block.results, strict=True))
             ],
         )
         time_ms = header["time"]
-        for tx, result in zip(block.txs, block.results):
+        for tx, result in zip(block.txs, block.results, strict=True):
             if result.code != "ok":
                 continue
             if tx.type == "mint":
@@ -133,8 +149,18 @@ class SqliteExporter:
                 cursor.executemany(
                     "INSERT INTO token_ownership VALUES (?,?,?,?,?,?,?,?,?,?)",
                     [
-                        ("%s:%d" % (collection, item["serial"]), collection, item["serial"], item["owner"],
-                         None, "mint", item["content_hash"], time_ms, block.height, tx.id)
+                        (
+                            "%s:%d" % (collection, item["serial"]),
+                            collection,
+                            item["serial"],
+                            item["owner"],
+                            None,
+                            "mint",
+                            item["content_hash"],
+                            time_ms,
+                            block.height,
+                            tx.id,
+                        )
                         for item in tx.body["items"]
                     ],
                 )
@@ -142,20 +168,48 @@ class SqliteExporter:
                 collection, _, serial = tx.body["token"].partition(":")
                 cursor.execute(
                     "INSERT INTO token_ownership VALUES (?,?,?,?,?,?,?,?,?,?)",
-                    (tx.body["token"], collection, int(serial), tx.body["to"], tx.sender, "gift", None,
-                     time_ms, block.height, tx.id),
+                    (
+                        tx.body["token"],
+                        collection,
+                        int(serial),
+                        tx.body["to"],
+                        tx.sender,
+                        "gift",
+                        None,
+                        time_ms,
+                        block.height,
+                        tx.id,
+                    ),
                 )
             elif tx.type == "sanction":
                 cursor.execute(
                     "INSERT INTO sanctions VALUES (?,?,?,?,?,?,?,?,?)",
-                    (tx.body["account"], tx.body["kind"], "issued", tx.body["reason"], tx.body["until"],
-                     time_ms, block.height, tx.id, tx.sender),
+                    (
+                        tx.body["account"],
+                        tx.body["kind"],
+                        "issued",
+                        tx.body["reason"],
+                        tx.body["until"],
+                        time_ms,
+                        block.height,
+                        tx.id,
+                        tx.sender,
+                    ),
                 )
             elif tx.type == "lift_sanction":
                 cursor.execute(
                     "INSERT INTO sanctions VALUES (?,?,?,?,?,?,?,?,?)",
-                    (tx.body["account"], tx.body["kind"], "lifted", None, None, time_ms, block.height,
-                     tx.id, tx.sender),
+                    (
+                        tx.body["account"],
+                        tx.body["kind"],
+                        "lifted",
+                        None,
+                        None,
+                        time_ms,
+                        block.height,
+                        tx.id,
+                        tx.sender,
+                    ),
                 )
         self._since_commit += 1
         if self._since_commit >= COMMIT_EVERY_BLOCKS:

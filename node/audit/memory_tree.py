@@ -8,7 +8,8 @@ shape and every hash are those of contracts.state_tree (docs/STATE.md):
 
 - path    = sha256(key), read as 64 nibbles;
 - leaf    = sha256(0x00 || path || sha256(canonical bytes of the value));
-- internal= sha256(0x01 || 16-bit bitmap (big-endian, bit i = nibble i) || present children's hashes);
+- internal= sha256(0x01 || 16-bit bitmap (big-endian, bit i = nibble i)
+            || the present children's hashes);
 - no key under a prefix: empty; exactly one: that key's leaf; more: an internal node;
   an internal node left with a single leaf child becomes that leaf.
 

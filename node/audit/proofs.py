@@ -38,12 +38,16 @@ def subject_key(subject: Any) -> str:
     if kind == "account":
         account = subject.get("id")
         if set(subject) != {"kind", "id"} or not is_account_id(account):
-            raise SubjectError("an account subject is {\"kind\": \"account\", \"id\": <64 hex>}")
-        return account_key(account)
+            raise SubjectError('an account subject is {"kind": "account", "id": <64 hex>}')
+        return account_key(str(account))
     if kind == "token":
         collection, serial = subject.get("collection"), subject.get("serial")
-        if set(subject) != {"kind", "collection", "serial"} or not isinstance(serial, int) or isinstance(serial, bool):
-            raise SubjectError("a token subject is {\"kind\": \"token\", \"collection\", \"serial\": int}")
+        if (
+            set(subject) != {"kind", "collection", "serial"}
+            or not isinstance(serial, int)
+            or isinstance(serial, bool)
+        ):
+            raise SubjectError('a token subject is {"kind": "token", "collection", "serial": int}')
         token_id = "%s:%d" % (collection, serial)
         if split_token_id(token_id) is None:
             raise SubjectError("%r is not a token id" % token_id)
@@ -94,7 +98,11 @@ def verify_proof_document(
     replay: the genesis alone cannot vouch for a set that changed later)."""
     if not isinstance(document, dict):
         raise ProofError("a proof document is a JSON object")
-    missing = [name for name in ("subject", "key", "value", "proof", "header", "hash", "commit") if name not in document]
+    missing = [
+        name
+        for name in ("subject", "key", "value", "proof", "header", "hash", "commit")
+        if name not in document
+    ]
     if missing:
         raise ProofError("proof document lacks %s" % ", ".join(missing))
     try:
@@ -102,7 +110,9 @@ def verify_proof_document(
     except SubjectError as exc:
         raise ProofError("subject: %s" % exc) from None
     if document["key"] != key:
-        raise ProofError("the proof is for key %r but its subject is key %r" % (document["key"], key))
+        raise ProofError(
+            "the proof is for key %r but its subject is key %r" % (document["key"], key)
+        )
     header = document["header"]
     if not isinstance(header, dict):
         raise ProofError("header is not a map")
@@ -111,28 +121,40 @@ def verify_proof_document(
     except EncodingError as exc:
         raise ProofError("header is not canonical: %s" % exc) from None
     if document["hash"] != computed_hash:
-        raise ProofError("header hashes to %s, the document says %s" % (computed_hash, document["hash"]))
+        raise ProofError(
+            "header hashes to %s, the document says %s" % (computed_hash, document["hash"])
+        )
     if header.get("chain_id") != genesis.chain_id:
-        raise ProofError("header is for chain %r, the genesis is %r" % (header.get("chain_id"), genesis.chain_id))
+        raise ProofError(
+            "header is for chain %r, the genesis is %r" % (header.get("chain_id"), genesis.chain_id)
+        )
     height = header.get("height")
     if not isinstance(height, int) or isinstance(height, bool) or height < 1:
         raise ProofError("header height %r is not a block height" % (height,))
     commit = document["commit"]
     try:
-        certificate = CommitCertificate.from_dict({**commit, "height": height, "block": computed_hash})
+        certificate = CommitCertificate.from_dict(
+            {**commit, "height": height, "block": computed_hash}
+        )
     except (CertificateError, TypeError) as exc:
         raise ProofError("commit: %s" % exc) from None
     keys = validators if validators is not None else [item["pubkey"] for item in genesis.validators]
     try:
         certificate.verify(genesis.chain_id, ValidatorSet(tuple(keys)), computed_hash)
     except CertificateError as exc:
-        hint = "" if validators is not None else (
-            " (checked against the genesis validators; if the set changed before height %d, "
-            "pass the set in force there with --validators)" % height
+        hint = (
+            ""
+            if validators is not None
+            else (
+                " (checked against the genesis validators; if the set changed before height %d, "
+                "pass the set in force there with --validators)" % height
+            )
         )
         raise ProofError("certificate: %s%s" % (exc, hint)) from None
     state_root = header.get("state_root")
-    if not verify_proof(state_root, key, document["value"], document["proof"]):
+    if not isinstance(state_root, str) or not verify_proof(
+        state_root, key, document["value"], document["proof"]
+    ):
         raise ProofError(
             "the state proof does not show %s %s under state_root %s"
             % (key, "absent" if document["value"] is None else "with this value", state_root)
@@ -172,7 +194,9 @@ def register_audit_routes(app: Any, service: Any) -> None:
         serial = request.match_info["serial"]
         if not serial.isdigit() or len(serial) > 8:
             raise RpcError(400, "bad_request", "serial must be a positive integer")
-        return answer({"kind": "token", "collection": request.match_info["collection"], "serial": int(serial)})
+        return answer(
+            {"kind": "token", "collection": request.match_info["collection"], "serial": int(serial)}
+        )
 
     async def genesis_file(request: web.Request) -> web.Response:
         try:

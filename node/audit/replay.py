@@ -33,7 +33,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from consensus.types import ZERO_HASH, CertificateError, CommitCertificate, ValidatorSet, header_hash
+from consensus.types import (
+    ZERO_HASH,
+    CertificateError,
+    CommitCertificate,
+    ValidatorSet,
+    header_hash,
+)
 from contracts.block import compute_results_root, compute_tx_root
 from contracts.execution import BlockContext, Result, execute_block
 from contracts.genesis import Genesis, GenesisError, genesis_writes, load_genesis
@@ -69,8 +75,7 @@ class ReplayedBlock:
 
 
 class BlockObserver(Protocol):
-    def on_block(self, block: ReplayedBlock) -> None:
-        ...
+    def on_block(self, block: ReplayedBlock) -> None: ...
 
 
 @dataclass
@@ -150,10 +155,16 @@ class _Replayer:
         for future in prepared.futures:
             checked, problem = future.result()
             first = len(txs)
-            txs.extend(signed_tx_from(objs[first + offset], item) for offset, item in enumerate(checked))
+            txs.extend(
+                signed_tx_from(objs[first + offset], item) for offset, item in enumerate(checked)
+            )
             if problem is not None:
                 raise AuditError(
-                    height, problem.message, tx_index=problem.index, tx_id=problem.tx_id, check=problem.check
+                    height,
+                    problem.message,
+                    tx_index=problem.index,
+                    tx_id=problem.tx_id,
+                    check=problem.check,
                 )
         return txs
 
@@ -168,33 +179,44 @@ class _Replayer:
         if height != expected:
             raise AuditError(
                 expected,
-                "expected block %d next, the node gave block %r (a block is missing or out of order)"
-                % (expected, height),
+                "expected block %d next, the node gave block %r"
+                " (a block is missing or out of order)" % (expected, height),
                 check="height",
             )
         try:
             block_hash = header_hash(header)
         except EncodingError as exc:
-            raise AuditError(expected, "header is not canonical: %s" % exc, check="header") from None
+            raise AuditError(
+                expected, "header is not canonical: %s" % exc, check="header"
+            ) from None
         if header.get("chain_id") != self.chain_id:
             raise AuditError(
-                expected, "header chain_id %r is not %r" % (header.get("chain_id"), self.chain_id), check="header"
+                expected,
+                "header chain_id %r is not %r" % (header.get("chain_id"), self.chain_id),
+                check="header",
             )
         if header.get("parent") != self.head_hash:
             raise AuditError(
                 expected,
-                "parent %s is not the hash of block %d (%s)" % (header.get("parent"), self.height, self.head_hash),
+                "parent %s is not the hash of block %d (%s)"
+                % (header.get("parent"), self.height, self.head_hash),
                 check="parent",
             )
         block_time = header.get("time")
-        if not isinstance(block_time, int) or isinstance(block_time, bool) or block_time <= self.head_time_ms:
+        if (
+            not isinstance(block_time, int)
+            or isinstance(block_time, bool)
+            or block_time <= self.head_time_ms
+        ):
             raise AuditError(
                 expected,
                 "time %r is not after the parent's time %d" % (block_time, self.head_time_ms),
                 check="time",
             )
         view = self.view
-        validators = ValidatorSet(tuple(item["pubkey"] for item in validator_set_at(view, expected)))
+        validators = ValidatorSet(
+            tuple(item["pubkey"] for item in validator_set_at(view, expected))
+        )
         certificate = self._certificate(expected, block_hash, source_block.commit)
         try:
             certificate.verify(self.chain_id, validators, block_hash)
@@ -203,24 +225,29 @@ class _Replayer:
         if source_block.claimed_hash is not None and source_block.claimed_hash != block_hash:
             raise AuditError(
                 expected,
-                "the node says the block hash is %s, its header hashes to %s" % (source_block.claimed_hash, block_hash),
+                "the node says the block hash is %s, its header hashes to %s"
+                % (source_block.claimed_hash, block_hash),
                 check="hash",
             )
         if header.get("proposer") not in validators:
             raise AuditError(
-                expected, "proposer %r is not a validator at this height" % (header.get("proposer"),), check="header"
+                expected,
+                "proposer %r is not a validator at this height" % (header.get("proposer"),),
+                check="header",
             )
         max_block_txs = params_info(view)["params"]["max_block_txs"]
         if isinstance(source_block.txs, list) and len(source_block.txs) > max_block_txs:
             raise AuditError(
-                expected, "%d transactions, max_block_txs is %d" % (len(source_block.txs), max_block_txs),
+                expected,
+                "%d transactions, max_block_txs is %d" % (len(source_block.txs), max_block_txs),
                 check="transaction",
             )
         txs = self._checked_txs(expected, prepared)
         tx_root = compute_tx_root(txs)
         if header.get("tx_root") != tx_root:
             raise AuditError(
-                expected, "tx_root in header %s, the transactions give %s" % (header.get("tx_root"), tx_root),
+                expected,
+                "tx_root in header %s, the transactions give %s" % (header.get("tx_root"), tx_root),
                 check="tx_root",
             )
         context = BlockContext(chain_id=self.chain_id, height=expected, time_ms=block_time)
@@ -229,14 +256,16 @@ class _Replayer:
         if len(claimed) != len(outcome.results):
             raise AuditError(
                 expected,
-                "the node gives %d results for %d transactions" % (len(claimed), len(outcome.results)),
+                "the node gives %d results for %d transactions"
+                % (len(claimed), len(outcome.results)),
                 check="results",
             )
-        for index, (claimed_code, result) in enumerate(zip(claimed, outcome.results)):
+        for index, (claimed_code, result) in enumerate(zip(claimed, outcome.results, strict=True)):
             if claimed_code != result.code:
                 raise AuditError(
                     expected,
-                    "the node says result %r, the rules give %r (%s)" % (claimed_code, result.code, result.message),
+                    "the node says result %r, the rules give %r (%s)"
+                    % (claimed_code, result.code, result.message),
                     tx_index=index,
                     tx_id=txs[index].id,
                     check="result",
@@ -245,7 +274,8 @@ class _Replayer:
         if header.get("results_root") != results_root:
             raise AuditError(
                 expected,
-                "results_root in header %s, re-execution gives %s" % (header.get("results_root"), results_root),
+                "results_root in header %s, re-execution gives %s"
+                % (header.get("results_root"), results_root),
                 check="results_root",
             )
         before = {key: self.state.get(key) for key in outcome.writes}
@@ -276,11 +306,14 @@ class _Replayer:
             height, state_root = self.roots.next_root()
             record = self.unconfirmed.popleft()
             if record.height != height:
-                raise RuntimeError("state roots came back out of order (%d for %d)" % (height, record.height))
+                raise RuntimeError(
+                    "state roots came back out of order (%d for %d)" % (height, record.height)
+                )
             claimed = record.header.get("state_root")
             if claimed != state_root:
                 raise AuditError(
-                    height, "state_root in header %s, re-execution gives %s" % (claimed, state_root),
+                    height,
+                    "state_root in header %s, re-execution gives %s" % (claimed, state_root),
                     check="state_root",
                 )
             self.root = state_root
@@ -300,10 +333,19 @@ class _Replayer:
                 sorted((item["validator"], item["signature"]) for item in commit["signatures"])
             )
         except (KeyError, TypeError):
-            raise AuditError(height, "malformed commit certificate signatures", check="certificate") from None
+            raise AuditError(
+                height, "malformed commit certificate signatures", check="certificate"
+            ) from None
         if not all(isinstance(part, str) for pair in signatures for part in pair):
             raise AuditError(height, "malformed commit certificate signatures", check="certificate")
-        return CommitCertificate(height=height, view=commit.get("view"), block=block_hash, signatures=signatures)
+        view = commit.get("view")
+        if not isinstance(view, int) or isinstance(view, bool) or view < 0:
+            raise AuditError(
+                height,
+                "commit view %r is not a non-negative integer" % (view,),
+                check="certificate",
+            )
+        return CommitCertificate(height=height, view=view, block=block_hash, signatures=signatures)
 
     # -- the pipeline ------------------------------------------------------------------
     def run(self, blocks: Iterable[SourceBlock], expected_height: int | None) -> ReplayedChain:
@@ -337,7 +379,8 @@ class _Replayer:
         if expected_height is not None and self.height < expected_height:
             raise AuditError(
                 self.height + 1,
-                "the node reports height %d but block %d is missing" % (expected_height, self.height + 1),
+                "the node reports height %d but block %d is missing"
+                % (expected_height, self.height + 1),
                 check="height",
             )
         return ReplayedChain(

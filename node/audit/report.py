@@ -38,7 +38,7 @@ class ChainReport:
             self.empty_blocks += 1
         if block.view > 0:
             self.view_changes += 1
-        for tx, result in zip(block.txs, block.results):
+        for tx, result in zip(block.txs, block.results, strict=True):
             self.by_type[tx.type][result.code] += 1
             if result.code != "ok":
                 continue
@@ -55,16 +55,23 @@ class ChainReport:
                 )
             elif tx.type == "lift_sanction":
                 self.sanctions_lifted.append(
-                    {"height": block.height, "tx": tx.id, "account": tx.body["account"], "kind": tx.body["kind"]}
+                    {
+                        "height": block.height,
+                        "tx": tx.id,
+                        "account": tx.body["account"],
+                        "kind": tx.body["kind"],
+                    }
                 )
         if any(tx.type in ("propose", "approve") for tx in block.txs):
             self._governance(block)
 
     def _governance(self, block: ReplayedBlock) -> None:
         """A proposal that executes changes parameters, roles or the validator set; report each."""
-        proposals = [tx.id if tx.type == "propose" else tx.body["proposal"]
-                     for tx, result in zip(block.txs, block.results)
-                     if tx.type in ("propose", "approve") and result.code == "ok"]
+        proposals = [
+            tx.id if tx.type == "propose" else tx.body["proposal"]
+            for tx, result in zip(block.txs, block.results, strict=True)
+            if tx.type in ("propose", "approve") and result.code == "ok"
+        ]
         for key in sorted(block.writes):
             before, after = block.before[key], block.writes[key]
             if key == PARAMS_KEY:
@@ -75,34 +82,63 @@ class ChainReport:
                 }
                 if changed:
                     self.governance_changes.append(
-                        {"height": block.height, "change": "set_params", "params": changed, "proposals": proposals}
+                        {
+                            "height": block.height,
+                            "change": "set_params",
+                            "params": changed,
+                            "proposals": proposals,
+                        }
                     )
             elif key.startswith(ROLE_PREFIX):
                 old, new = set(before or []), set(after or [])
-                role = key[len(ROLE_PREFIX):]
+                role = key[len(ROLE_PREFIX) :]
                 for account in sorted(new - old):
                     self.governance_changes.append(
-                        {"height": block.height, "change": "grant_role", "role": role, "account": account,
-                         "proposals": proposals}
+                        {
+                            "height": block.height,
+                            "change": "grant_role",
+                            "role": role,
+                            "account": account,
+                            "proposals": proposals,
+                        }
                     )
                 for account in sorted(old - new):
                     self.governance_changes.append(
-                        {"height": block.height, "change": "revoke_role", "role": role, "account": account,
-                         "proposals": proposals}
+                        {
+                            "height": block.height,
+                            "change": "revoke_role",
+                            "role": role,
+                            "account": account,
+                            "proposals": proposals,
+                        }
                     )
             elif key == VALIDATORS_KEY:
                 applies = block.height + 2
-                old = {item["pubkey"] for item in validator_set_at(_ValuesView(block.before), applies)}
-                new = {item["pubkey"] for item in validator_set_at(_ValuesView(block.writes), applies)}
+                old = {
+                    item["pubkey"] for item in validator_set_at(_ValuesView(block.before), applies)
+                }
+                new = {
+                    item["pubkey"] for item in validator_set_at(_ValuesView(block.writes), applies)
+                }
                 for pubkey in sorted(new - old):
                     self.governance_changes.append(
-                        {"height": block.height, "change": "add_validator", "pubkey": pubkey,
-                         "applies_from": applies, "proposals": proposals}
+                        {
+                            "height": block.height,
+                            "change": "add_validator",
+                            "pubkey": pubkey,
+                            "applies_from": applies,
+                            "proposals": proposals,
+                        }
                     )
                 for pubkey in sorted(old - new):
                     self.governance_changes.append(
-                        {"height": block.height, "change": "remove_validator", "pubkey": pubkey,
-                         "applies_from": applies, "proposals": proposals}
+                        {
+                            "height": block.height,
+                            "change": "remove_validator",
+                            "pubkey": pubkey,
+                            "applies_from": applies,
+                            "proposals": proposals,
+                        }
                     )
 
 
@@ -136,7 +172,8 @@ def build_summary(
         "blocks_after_view_change": report.view_changes,
         "transactions": chain.txs,
         "transactions_by_type": {
-            tx_type: dict(sorted(counts.items())) for tx_type, counts in sorted(report.by_type.items())
+            tx_type: dict(sorted(counts.items()))
+            for tx_type, counts in sorted(report.by_type.items())
         },
         "results_by_code": dict(sorted(by_code.items())),
         "sanctions": {
@@ -151,7 +188,9 @@ def build_summary(
             "transactions_per_second": tx_per_second,
             "blocks_per_second": int(chain.blocks / chain.elapsed_s) if chain.elapsed_s > 0 else 0,
             "signature_workers": workers,
-            "ed25519_verify_per_second_per_core": verify_rate.signatures_per_second_per_core if verify_rate else None,
+            "ed25519_verify_per_second_per_core": verify_rate.signatures_per_second_per_core
+            if verify_rate
+            else None,
             "ed25519_library": verify_rate.library if verify_rate else None,
         },
     }
@@ -161,8 +200,14 @@ def render_text(summary: dict[str, Any], console: Any) -> None:
     """Print the report for a person with rich."""
     from rich.table import Table
 
-    console.print("[bold green]Chain verified[/] %s from %s" % (summary["chain_id"], summary["source"]))
-    pin = "pinned with --genesis" if summary["genesis_pinned"] else "served by the node: compare it with the published hash"
+    console.print(
+        "[bold green]Chain verified[/] %s from %s" % (summary["chain_id"], summary["source"])
+    )
+    pin = (
+        "pinned with --genesis"
+        if summary["genesis_pinned"]
+        else "served by the node: compare it with the published hash"
+    )
     console.print("genesis hash  %s (%s)" % (summary["genesis_hash"], pin))
     console.print("height        %d   head %s" % (summary["height"], summary["head_hash"]))
     console.print("state root    %s" % summary["state_root"])
@@ -189,7 +234,8 @@ def render_text(summary: dict[str, Any], console: Any) -> None:
         console.print("  block %d: %s %s" % (change["height"], change["change"], detail))
     throughput = summary["throughput"]
     console.print(
-        "throughput    %d tx/s, %d blocks/s in %.2f s (signatures on %d workers; this machine verifies "
+        "throughput    %d tx/s, %d blocks/s in %.2f s (signatures on %d workers;"
+        " this machine verifies "
         "%s Ed25519 signatures/s per core with %s)"
         % (
             throughput["transactions_per_second"],

@@ -3,11 +3,14 @@ and the sender's signature.
 
 Ed25519 verification is the replay's heaviest cost, so it runs on every core
 while the main process executes earlier blocks; parsing (contracts.parse_tx,
-the same strict schema the node applies) rides along in the same workers. libsodium (PyNaCl) verifies
-about twice as fast as OpenSSL; it is also stricter about a few degenerate
-encodings (small-order points), so a signature libsodium refuses is checked
-again with the node's own verifier (primitives.crypto) before it is called bad.
-The auditor therefore accepts exactly what the node's verifier accepts.
+the same strict schema the node applies) rides along in the same workers.
+
+libsodium (PyNaCl) verifies about twice as fast as OpenSSL here. It is stricter
+about a few degenerate encodings (non-canonical or small-order points) and
+otherwise checks the same equation, so what it accepts OpenSSL accepts too; a
+signature libsodium refuses is checked again with the node's own verifier
+(primitives.crypto, OpenSSL) before it is called bad. The auditor therefore
+accepts exactly what the node's verifier accepts.
 """
 
 from __future__ import annotations
@@ -52,7 +55,9 @@ def verify_one(public_key: str, message: bytes, signature: str) -> bool:
         return verify(public_key, message, signature)
 
 
-def check_chunk(chain_id: str, first_index: int, objs: list[Any]) -> tuple[list[Checked], TxProblem | None]:
+def check_chunk(
+    chain_id: str, first_index: int, objs: list[Any]
+) -> tuple[list[Checked], TxProblem | None]:
     """Parse, check the chain and verify the signature of each transaction in order;
     stop at the first that fails."""
     checked: list[Checked] = []
@@ -66,7 +71,10 @@ def check_chunk(chain_id: str, first_index: int, objs: list[Any]) -> tuple[list[
             message = "transaction is for chain %r, the chain is %r" % (tx.chain_id, chain_id)
             return checked, TxProblem(index, "transaction", message, tx.id)
         if tx.signature is None or not verify_one(tx.sender, tx.payload, tx.signature):
-            message = "signature does not verify for sender %s (the transaction was altered or forged)" % tx.sender
+            message = (
+                "signature does not verify for sender %s (the transaction was altered or forged)"
+                % tx.sender
+            )
             return checked, TxProblem(index, "signature", message, tx.id)
         checked.append((tx.id, tx.payload, tx.encoded))
     return checked, None
@@ -76,8 +84,15 @@ def signed_tx_from(obj: dict[str, Any], checked: Checked) -> SignedTx:
     """The SignedTx parse_tx gave in the worker for this very object (sent there pickled)."""
     tx_id, payload, encoded = checked
     return SignedTx(
-        chain_id=obj["chain_id"], type=obj["type"], sender=obj["sender"], nonce=obj["nonce"], body=obj["body"],
-        signature=obj.get("signature"), id=tx_id, payload=payload, encoded=encoded,
+        chain_id=obj["chain_id"],
+        type=obj["type"],
+        sender=obj["sender"],
+        nonce=obj["nonce"],
+        body=obj["body"],
+        signature=obj.get("signature"),
+        id=tx_id,
+        payload=payload,
+        encoded=encoded,
     )
 
 
@@ -120,7 +135,9 @@ class SignatureChecker:
 
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=process_context())
 
-    def submit(self, chain_id: str, objs: list[Any]) -> list[Future[tuple[list[Checked], TxProblem | None]]]:
+    def submit(
+        self, chain_id: str, objs: list[Any]
+    ) -> list[Future[tuple[list[Checked], TxProblem | None]]]:
         """Split a block's transactions into chunks, each checked by a worker."""
         futures: list[Future[tuple[list[Checked], TxProblem | None]]] = []
         for start in range(0, len(objs), CHUNK_TXS):

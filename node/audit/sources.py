@@ -48,20 +48,23 @@ class BlockSource(Protocol):
         """Blocks 1..up_to_height in order; stops early only if the source lacks one."""
         ...
 
-    def close(self) -> None:
-        ...
+    def close(self) -> None: ...
 
 
 def block_from_rpc(value: Any) -> SourceBlock:
     """A GET /v1/blocks/{h}?txs=full answer -> SourceBlock (shape checks only)."""
     if not isinstance(value, dict):
         raise SourceError("block answer is not a JSON object")
-    header, txs, results, commit = (value.get(name) for name in ("header", "txs", "results", "commit"))
+    header, txs, results, commit = (
+        value.get(name) for name in ("header", "txs", "results", "commit")
+    )
     if not isinstance(header, dict) or not isinstance(txs, list) or not isinstance(commit, dict):
         raise SourceError("block answer lacks header, txs or commit")
     if not isinstance(results, list):
         raise SourceError("block answer lacks results")
-    codes = [item["code"] if isinstance(item, dict) and "code" in item else item for item in results]
+    codes = [
+        item["code"] if isinstance(item, dict) and "code" in item else item for item in results
+    ]
     claimed = value.get("hash")
     return SourceBlock(header, txs, codes, commit, claimed if isinstance(claimed, str) else None)
 
@@ -107,7 +110,7 @@ class RpcSource:
                         return json.loads(text)
                     except ValueError:
                         raise SourceError("%s did not answer JSON" % url) from None
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 last_error = "cannot reach %s: %s" % (url, exc or type(exc).__name__)
         raise SourceError(last_error)
 
@@ -115,7 +118,8 @@ class RpcSource:
         value = self._get_json("/v1/genesis")
         if not isinstance(value, dict):
             raise SourceError(
-                "%s does not serve /v1/genesis; pass the chain's genesis file with --genesis" % self.base_url
+                "%s does not serve /v1/genesis; pass the chain's genesis file with --genesis"
+                % self.base_url
             )
         return value
 
@@ -134,7 +138,9 @@ class RpcSource:
         out: queue.Queue[Any] = queue.Queue(maxsize=max(PREFETCH_BLOCKS, self.batch_blocks * 2))
         self._stop.clear()
         self._thread = threading.Thread(
-            target=lambda: asyncio.run(self._produce(up_to_height, out)), name="audit-fetch", daemon=True
+            target=lambda: asyncio.run(self._produce(up_to_height, out)),
+            name="audit-fetch",
+            daemon=True,
         )
         self._thread.start()
         try:
@@ -173,7 +179,10 @@ class RpcSource:
                 while height <= up_to_height and not self._stop.is_set():
                     last = min(up_to_height, height + self.batch_blocks - 1)
                     answers = await asyncio.gather(
-                        *(self._get(session, "/v1/blocks/%d?txs=full" % h) for h in range(height, last + 1))
+                        *(
+                            self._get(session, "/v1/blocks/%d?txs=full" % h)
+                            for h in range(height, last + 1)
+                        )
                     )
                     for answer in answers:
                         if answer is None:
@@ -219,11 +228,15 @@ class HomeSource:
             raise SourceError("%s holds no node database (no CURRENT file)" % config.data_dir)
         self._copy = Path(tempfile.mkdtemp(prefix="yuxi-audit-"))
         try:
-            shutil.copytree(config.data_dir, self._copy / "data", ignore=shutil.ignore_patterns("LOCK"))
+            shutil.copytree(
+                config.data_dir, self._copy / "data", ignore=shutil.ignore_patterns("LOCK")
+            )
             self.storage = Storage(self._copy / "data")
         except (OSError, NodeSetupError) as exc:
             shutil.rmtree(self._copy, ignore_errors=True)
-            raise SourceError("cannot read the database in %s: %s" % (config.data_dir, exc)) from None
+            raise SourceError(
+                "cannot read the database in %s: %s" % (config.data_dir, exc)
+            ) from None
 
     def genesis(self) -> dict[str, Any]:
         try:

@@ -51,7 +51,9 @@ class StateRoots:
         if processes:
             context = process_context()
             ours, theirs = context.Pipe()
-            self._process = context.Process(target=_tree_loop, args=(theirs,), name="audit-state-tree", daemon=True)
+            self._process = context.Process(
+                target=_tree_loop, args=(theirs,), name="audit-state-tree", daemon=True
+            )
             self._process.start()
             theirs.close()
             self._connection = ours

@@ -7,7 +7,6 @@ import asyncio
 import copy
 import json
 import threading
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +14,6 @@ from aiohttp import web
 
 from consensus.types import Block, CommitCertificate, header_hash
 from node.audit.devchain import DevChain
-from node.audit.sources import SourceBlock
 
 BlockAnswers = list[dict[str, Any] | None]
 
@@ -39,7 +37,9 @@ class ServedChain:
     replay code can call it) serving blocks, status and genesis from a list that a
     test may have tampered with. None in the list is a block the node does not have."""
 
-    def __init__(self, genesis: dict[str, Any], answers: BlockAnswers, height: int | None = None) -> None:
+    def __init__(
+        self, genesis: dict[str, Any], answers: BlockAnswers, height: int | None = None
+    ) -> None:
         self.genesis = genesis
         self.answers = answers
         self.height = len(answers) if height is None else height
@@ -53,7 +53,9 @@ class ServedChain:
         self.requests += 1
         height = int(request.match_info["height"])
         if not 1 <= height <= len(self.answers) or self.answers[height - 1] is None:
-            return web.json_response({"error": {"code": "not_found", "message": "no block"}}, status=404)
+            return web.json_response(
+                {"error": {"code": "not_found", "message": "no block"}}, status=404
+            )
         return web.json_response(self.answers[height - 1])
 
     async def _status(self, request: web.Request) -> web.Response:
@@ -93,13 +95,17 @@ class ServedChain:
 def write_home(home: Path, chain: DevChain, up_to_height: int | None = None) -> Path:
     """A node home (config, genesis, LevelDB) holding `chain` (up to a height), committed
     through the node's own Application exactly as a follower would commit it."""
-    from consensus.types import Block
     from node.config import load_config, render_config
     from node.runner import NodeRuntime, load_genesis_file, open_storage
 
     home.mkdir(parents=True, exist_ok=True)
     (home / "config.toml").write_text(
-        render_config(mode="validator", moniker="audit-test", rpc_listen="127.0.0.1:1", peer_listen="127.0.0.1:2")
+        render_config(
+            mode="validator",
+            moniker="audit-test",
+            rpc_listen="127.0.0.1:1",
+            peer_listen="127.0.0.1:2",
+        )
     )
     (home / "genesis.json").write_text(json.dumps(chain.genesis_obj))
     config = load_config(home)

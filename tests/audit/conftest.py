@@ -28,7 +28,9 @@ def serve(demo_chain: DevChain) -> Iterator[Callable[..., ServedChain]]:
     """serve(answers, height=None) -> a started ServedChain, stopped after the test."""
     started: list[ServedChain] = []
 
-    def start(answers: BlockAnswers, height: int | None = None, genesis: dict[str, Any] | None = None) -> ServedChain:
+    def start(
+        answers: BlockAnswers, height: int | None = None, genesis: dict[str, Any] | None = None
+    ) -> ServedChain:
         server = ServedChain(genesis or demo_chain.genesis_obj, answers, height).__enter__()
         started.append(server)
         return server

@@ -7,11 +7,11 @@ import json
 import sqlite3
 from pathlib import Path
 
+from audit_helpers import rpc_answers
 from click.testing import CliRunner
 
 from node.audit.cli import audit_group
 from node.audit.devchain import DevChain, user_key
-from audit_helpers import rpc_answers
 
 
 def test_replay_home_prints_a_text_report(demo_chain: DevChain, node_home: Path) -> None:
@@ -30,7 +30,8 @@ def test_replay_from_url_as_json(demo_chain: DevChain, serve, tmp_path: Path) ->
     genesis = tmp_path / "genesis.json"
     genesis.write_text(json.dumps(demo_chain.genesis_obj))
     result = CliRunner().invoke(
-        audit_group, ["replay", "--from", server.url, "--genesis", str(genesis), "--json", "--workers", "0"]
+        audit_group,
+        ["replay", "--from", server.url, "--genesis", str(genesis), "--json", "--workers", "0"],
     )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.output)
@@ -43,13 +44,18 @@ def test_mismatch_exits_non_zero_naming_height_and_tx(demo_chain: DevChain, serv
     answers = rpc_answers(demo_chain)
     answers[3]["results"] = ["ok"]
     server = serve(answers)
-    result = CliRunner().invoke(audit_group, ["replay", "--from", server.url, "--workers", "0", "--json"])
+    result = CliRunner().invoke(
+        audit_group, ["replay", "--from", server.url, "--workers", "0", "--json"]
+    )
     assert result.exit_code == 1
     error = json.loads(result.output)["error"]
     assert error["height"] == 4 and error["tx_index"] == 0 and error["check"] == "result"
     text = CliRunner().invoke(audit_group, ["replay", "--from", server.url, "--workers", "0"])
     assert text.exit_code == 1
-    assert "MISMATCH: height 4, tx 0 (" in text.output and "the rules give 'holding_period'" in text.output
+    assert (
+        "MISMATCH: height 4, tx 0 (" in text.output
+        and "the rules give 'holding_period'" in text.output
+    )
 
 
 def test_replay_needs_exactly_one_source() -> None:
@@ -63,21 +69,32 @@ def test_export_writes_queryable_provenance(demo_chain: DevChain, serve, tmp_pat
     the sanctions, all from the verified replay."""
     server = serve(rpc_answers(demo_chain))
     out = tmp_path / "chain.sqlite"
-    result = CliRunner().invoke(audit_group, ["export", "--from", server.url, "--out", str(out), "--workers", "0"])
+    result = CliRunner().invoke(
+        audit_group, ["export", "--from", server.url, "--out", str(out), "--workers", "0"]
+    )
     assert result.exit_code == 0, result.output
     db = sqlite3.connect(str(out))
     assert db.execute("SELECT COUNT(*) FROM blocks").fetchone()[0] == 11
     assert db.execute("SELECT COUNT(*) FROM transactions").fetchone()[0] == 20
-    assert db.execute("SELECT COUNT(*) FROM results WHERE code = 'holding_period'").fetchone()[0] == 1
-    eligible = db.execute("SELECT eligible_at FROM results WHERE code = 'holding_period'").fetchone()[0]
+    assert (
+        db.execute("SELECT COUNT(*) FROM results WHERE code = 'holding_period'").fetchone()[0] == 1
+    )
+    eligible = db.execute(
+        "SELECT eligible_at FROM results WHERE code = 'holding_period'"
+    ).fetchone()[0]
     assert eligible > demo_chain.genesis_time_ms
     history = db.execute(
-        "SELECT owner, acquired_by, height FROM token_ownership WHERE token = 'moon-rabbit:1' ORDER BY height"
+        "SELECT owner, acquired_by, height FROM token_ownership"
+        " WHERE token = 'moon-rabbit:1' ORDER BY height"
     ).fetchall()
     assert history == [(user_key(1).public_key, "mint", 3), (user_key(2).public_key, "gift", 5)]
-    current = db.execute("SELECT owner FROM current_owners WHERE token = 'moon-rabbit:1'").fetchone()[0]
+    current = db.execute(
+        "SELECT owner FROM current_owners WHERE token = 'moon-rabbit:1'"
+    ).fetchone()[0]
     assert current == user_key(2).public_key
-    sanctions = db.execute("SELECT account, kind, action, height FROM sanctions ORDER BY height").fetchall()
+    sanctions = db.execute(
+        "SELECT account, kind, action, height FROM sanctions ORDER BY height"
+    ).fetchall()
     assert sanctions == [
         (user_key(4).public_key, "transfer_freeze", "issued", 5),
         (user_key(4).public_key, "transfer_freeze", "lifted", 6),
@@ -86,11 +103,15 @@ def test_export_writes_queryable_provenance(demo_chain: DevChain, serve, tmp_pat
     assert facts["state_root"] == demo_chain.head["state_root"] and facts["height"] == "11"
 
 
-def test_export_of_a_lying_chain_leaves_no_file(demo_chain: DevChain, serve, tmp_path: Path) -> None:
+def test_export_of_a_lying_chain_leaves_no_file(
+    demo_chain: DevChain, serve, tmp_path: Path
+) -> None:
     """A chain that fails replay is not exported at all."""
     answers = rpc_answers(demo_chain)
     answers[1]["commit"]["signatures"] = answers[1]["commit"]["signatures"][:1]
     server = serve(answers)
     out = tmp_path / "chain.sqlite"
-    result = CliRunner().invoke(audit_group, ["export", "--from", server.url, "--out", str(out), "--workers", "0"])
+    result = CliRunner().invoke(
+        audit_group, ["export", "--from", server.url, "--out", str(out), "--workers", "0"]
+    )
     assert result.exit_code == 1 and not out.exists()

@@ -18,8 +18,15 @@ from node.audit.replay import genesis_hash_of
 
 
 def replay_from(url: str, workers: int = 0, genesis_file: Any = None) -> dict[str, Any]:
-    return run_replay(home=None, from_url=url, genesis_file=genesis_file, as_json=True, workers=workers,
-                      observers=[], progress=False)
+    return run_replay(
+        home=None,
+        from_url=url,
+        genesis_file=genesis_file,
+        as_json=True,
+        workers=workers,
+        observers=[],
+        progress=False,
+    )
 
 
 def caught(url: str, workers: int = 0) -> AuditError:
@@ -51,7 +58,10 @@ def test_honest_chain_passes_with_full_report(demo_chain: DevChain, answers: lis
     assert summary["genesis_hash"] == genesis_hash_of(demo_chain.genesis_obj)
     assert summary["transactions"] == 20
     assert summary["transactions_by_type"]["gift"] == {
-        "holding_period": 1, "not_owner": 1, "ok": 4, "sender_frozen": 1,
+        "holding_period": 1,
+        "not_owner": 1,
+        "ok": 4,
+        "sender_frozen": 1,
     }
     assert summary["results_by_code"]["unauthorized"] == 1
     assert summary["sanctions"]["issued"] == 1 and summary["sanctions"]["lifted"] == 1
@@ -72,7 +82,9 @@ def test_altered_transaction_is_caught_by_its_signature(answers: list, serve) ->
     assert "signature does not verify" in str(error)
 
 
-def test_transaction_dropped_from_a_certified_block_is_caught_by_tx_root(answers: list, serve) -> None:
+def test_transaction_dropped_from_a_certified_block_is_caught_by_tx_root(
+    answers: list, serve
+) -> None:
     """Leaving a transaction out of a block breaks the certified tx_root."""
     del answers[4]["txs"][3]
     del answers[4]["results"][3]
@@ -97,7 +109,9 @@ def test_certificate_with_a_forged_signature(answers: list, serve) -> None:
     assert "bad signature from validator" in str(error)
 
 
-def test_certificate_from_keys_that_are_not_validators(demo_chain: DevChain, answers: list, serve) -> None:
+def test_certificate_from_keys_that_are_not_validators(
+    demo_chain: DevChain, answers: list, serve
+) -> None:
     """A quorum of signatures from outsiders proves nothing."""
     outsiders = [user_key(index) for index in range(3)]
     for key in outsiders:
@@ -108,7 +122,9 @@ def test_certificate_from_keys_that_are_not_validators(demo_chain: DevChain, ans
     assert "is not a validator at height 1" in str(error)
 
 
-def test_certificate_from_the_old_validator_set_after_a_change(demo_chain: DevChain, answers: list, serve) -> None:
+def test_certificate_from_the_old_validator_set_after_a_change(
+    demo_chain: DevChain, answers: list, serve
+) -> None:
     """Block 9 needs 4 of the 5 validators in force from h+2; the old set's quorum of 3 fails."""
     old_set = validators_at(demo_chain, 1)
     resign(demo_chain, answers[8], signers=list(old_set.validators[:3]))
@@ -117,9 +133,13 @@ def test_certificate_from_the_old_validator_set_after_a_change(demo_chain: DevCh
     assert "3 signatures, 4 needed of 5 validators" in str(error)
 
 
-def test_new_validator_signing_before_its_set_applies(demo_chain: DevChain, answers: list, serve) -> None:
+def test_new_validator_signing_before_its_set_applies(
+    demo_chain: DevChain, answers: list, serve
+) -> None:
     """Added in block 7, the new validator is not yet one at block 8 (changes apply at h+2)."""
-    newcomer = sorted(set(validators_at(demo_chain, 9).validators) - set(validators_at(demo_chain, 8).validators))
+    newcomer = sorted(
+        set(validators_at(demo_chain, 9).validators) - set(validators_at(demo_chain, 8).validators)
+    )
     signers = list(validators_at(demo_chain, 8).validators[:2]) + newcomer
     resign(demo_chain, answers[7], signers=signers)
     error = caught(serve(answers).url)
@@ -137,7 +157,9 @@ def test_wrong_result_code_claimed_by_the_node(answers: list, serve) -> None:
     assert "the node says result 'ok', the rules give 'holding_period'" in str(error)
 
 
-def test_wrong_results_root_certified_by_a_byzantine_quorum(demo_chain: DevChain, answers: list, serve) -> None:
+def test_wrong_results_root_certified_by_a_byzantine_quorum(
+    demo_chain: DevChain, answers: list, serve
+) -> None:
     """Even a quorum of validators cannot certify results the rules would not give."""
     answers[5]["header"]["results_root"] = "ab" * 32
     resign(demo_chain, answers[5])
@@ -145,7 +167,9 @@ def test_wrong_results_root_certified_by_a_byzantine_quorum(demo_chain: DevChain
     assert (error.height, error.check) == (6, "results_root")
 
 
-def test_bad_state_root_certified_by_a_byzantine_quorum(demo_chain: DevChain, answers: list, serve) -> None:
+def test_bad_state_root_certified_by_a_byzantine_quorum(
+    demo_chain: DevChain, answers: list, serve
+) -> None:
     """A certified header whose state root does not follow from re-execution is caught."""
     answers[2]["header"]["state_root"] = "cd" * 32
     resign(demo_chain, answers[2])
@@ -192,7 +216,9 @@ def test_node_hash_that_is_not_its_header_hash(answers: list, serve) -> None:
     assert (error.height, error.check) == (1, "hash")
 
 
-def test_pinned_genesis_of_another_chain(demo_chain: DevChain, answers: list, serve, tmp_path) -> None:
+def test_pinned_genesis_of_another_chain(
+    demo_chain: DevChain, answers: list, serve, tmp_path
+) -> None:
     """An auditor's own genesis file that differs from the node's names both hashes."""
     other = copy.deepcopy(demo_chain.genesis_obj)
     other["genesis_time"] += 1

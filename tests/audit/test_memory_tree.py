@@ -12,11 +12,17 @@ from contracts.state_tree import EMPTY_ROOT, MemoryNodeStore, apply_changes
 from node.audit.memory_tree import MemoryTree
 
 # Few distinct keys so batches collide, overwrite and delete what earlier ones wrote.
-keys = st.sampled_from(["account/%d" % index for index in range(40)] + ["token/t:%d" % index for index in range(40)])
+keys = st.sampled_from(
+    ["account/%d" % index for index in range(40)] + ["token/t:%d" % index for index in range(40)]
+)
 values = st.one_of(
     st.none(),
     st.integers(min_value=0, max_value=2**63 - 1),
-    st.dictionaries(st.sampled_from(["owner", "nonce", "roles"]), st.integers(min_value=0, max_value=9), max_size=3),
+    st.dictionaries(
+        st.sampled_from(["owner", "nonce", "roles"]),
+        st.integers(min_value=0, max_value=9),
+        max_size=3,
+    ),
 )
 batches = st.lists(st.dictionaries(keys, values, max_size=25), min_size=1, max_size=12)
 

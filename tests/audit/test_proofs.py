@@ -38,7 +38,9 @@ def documents(early_home: Path) -> dict[str, dict[str, Any]]:
         "account": proof_at(early_home, {"kind": "account", "id": user_key(2).public_key}),
         "absent_account": proof_at(early_home, {"kind": "account", "id": ABSENT_ACCOUNT}),
         "token": proof_at(early_home, {"kind": "token", "collection": "moon-rabbit", "serial": 1}),
-        "absent_token": proof_at(early_home, {"kind": "token", "collection": "moon-rabbit", "serial": 999}),
+        "absent_token": proof_at(
+            early_home, {"kind": "token", "collection": "moon-rabbit", "serial": 999}
+        ),
     }
 
 
@@ -46,7 +48,9 @@ def documents(early_home: Path) -> dict[str, dict[str, Any]]:
 def test_valid_proofs_verify_offline(demo_chain: DevChain, documents: dict, name: str) -> None:
     """Present and absent accounts and tokens verify against nothing but the genesis."""
     document = documents[name]
-    outcome = verify_proof_document(json.loads(json.dumps(document)), load_genesis(demo_chain.genesis_obj))
+    outcome = verify_proof_document(
+        json.loads(json.dumps(document)), load_genesis(demo_chain.genesis_obj)
+    )
     assert outcome["ok"] and outcome["height"] == 6
     assert outcome["present"] is (not name.startswith("absent"))
     if name == "token":
@@ -57,8 +61,11 @@ def test_proof_for_another_root_fails(demo_chain: DevChain, documents: dict) -> 
     """The same value and path anchored in another (validly certified) block's root fails."""
     document = copy.deepcopy(documents["account"])
     other = demo_chain.blocks[2]
-    document.update(header=other.header, hash=__import__("consensus.types").types.header_hash(other.header),
-                    commit=other.commit)
+    document.update(
+        header=other.header,
+        hash=__import__("consensus.types").types.header_hash(other.header),
+        commit=other.commit,
+    )
     with pytest.raises(ProofError, match="state proof does not show"):
         verify_proof_document(document, load_genesis(demo_chain.genesis_obj))
 
@@ -104,7 +111,9 @@ def test_forged_certificate_fails(demo_chain: DevChain, documents: dict) -> None
         verify_proof_document(document, load_genesis(demo_chain.genesis_obj))
 
 
-def test_after_a_validator_change_the_set_must_be_given(demo_chain: DevChain, node_home: Path) -> None:
+def test_after_a_validator_change_the_set_must_be_given(
+    demo_chain: DevChain, node_home: Path
+) -> None:
     """At height 11 a validator added by governance signs: the genesis alone cannot vouch for
     it (the documented limit); with the set in force there, the proof verifies."""
     document = proof_at(node_home, {"kind": "account", "id": user_key(0).public_key})
@@ -115,7 +124,9 @@ def test_after_a_validator_change_the_set_must_be_given(demo_chain: DevChain, no
     assert verify_proof_document(document, genesis, in_force)["present"] is True
 
 
-async def test_proof_routes_on_the_node_rpc(demo_chain: DevChain, early_home: Path, tmp_path: Path) -> None:
+async def test_proof_routes_on_the_node_rpc(
+    demo_chain: DevChain, early_home: Path, tmp_path: Path
+) -> None:
     """GET /v1/proofs/... on the node's own RPC app answers proofs that verify offline; the
     CLI verify-proof accepts a saved one and refuses a tampered one."""
     from node.config import load_config
@@ -128,7 +139,9 @@ async def test_proof_routes_on_the_node_rpc(demo_chain: DevChain, early_home: Pa
     storage = open_storage(config, genesis)
     try:
         runtime = NodeRuntime(config, genesis, None, storage)
-        app = make_rpc_app(runtime.service, WriteGate(config.tokens, config.require_token_for_writes))
+        app = make_rpc_app(
+            runtime.service, WriteGate(config.tokens, config.require_token_for_writes)
+        )
         async with TestClient(TestServer(app)) as client:
             answers = {}
             for name, path in {
@@ -146,7 +159,9 @@ async def test_proof_routes_on_the_node_rpc(demo_chain: DevChain, early_home: Pa
     finally:
         storage.close()
     assert served_genesis == demo_chain.genesis_obj
-    assert answers["absent"]["value"] is None and answers["account"]["value"]["authenticated"] is True
+    assert (
+        answers["absent"]["value"] is None and answers["account"]["value"]["authenticated"] is True
+    )
     for document in answers.values():
         assert set(document) >= {"value", "proof", "header", "hash", "commit"}
         verify_proof_document(document, load_genesis(demo_chain.genesis_obj))
@@ -156,11 +171,15 @@ async def test_proof_routes_on_the_node_rpc(demo_chain: DevChain, early_home: Pa
     proof_path = tmp_path / "proof.json"
     proof_path.write_text(json.dumps(answers["token"]))
     runner = CliRunner()
-    result = runner.invoke(audit_group, ["verify-proof", str(proof_path), "--genesis", str(genesis_path)])
+    result = runner.invoke(
+        audit_group, ["verify-proof", str(proof_path), "--genesis", str(genesis_path)]
+    )
     assert result.exit_code == 0, result.output
     assert "proof valid: token/moon-rabbit:3 is present at height 6" in result.output
     answers["token"]["value"]["owner"] = ABSENT_ACCOUNT
     proof_path.write_text(json.dumps(answers["token"]))
-    result = runner.invoke(audit_group, ["verify-proof", str(proof_path), "--genesis", str(genesis_path)])
+    result = runner.invoke(
+        audit_group, ["verify-proof", str(proof_path), "--genesis", str(genesis_path)]
+    )
     assert result.exit_code == 1
     assert "INVALID PROOF" in result.output
