@@ -72,7 +72,9 @@ class NodeApplication:
         self._view = _CommittedView(storage)
         self._executions: dict[str, _Execution] = {}
         self._genesis_header: dict[str, Any] | None = None
-        self.on_commit: Callable[[Block, CommitCertificate, list[dict[str, Any]]], None] = lambda b, c, r: None
+        self.on_commit: Callable[[Block, CommitCertificate, list[dict[str, Any]]], None] = (
+            lambda b, c, r: None
+        )
 
     # ---- reads -----------------------------------------------------------
     def committed_height(self) -> int:
@@ -99,7 +101,9 @@ class NodeApplication:
         return self._genesis_header
 
     def validator_set(self, height: int) -> ValidatorSet:
-        return ValidatorSet(tuple(entry["pubkey"] for entry in validator_set_at(self._view, height)))
+        return ValidatorSet(
+            tuple(entry["pubkey"] for entry in validator_set_at(self._view, height))
+        )
 
     def max_clock_drift_ms(self) -> int:
         return int(get_params(self._view)["max_clock_drift_ms"])
@@ -114,7 +118,9 @@ class NodeApplication:
     def _execute(self, height: int, time_ms: int, txs: list[SignedTx]) -> _Execution:
         context = BlockContext(chain_id=self.chain_id, height=height, time_ms=time_ms)
         outcome = execute_block(self._view, txs, context)
-        state_root, new_nodes = apply_changes(self._storage, self._storage.state_root() or "", outcome.writes)
+        state_root, new_nodes = apply_changes(
+            self._storage, self._storage.state_root() or "", outcome.writes
+        )
         return _Execution(txs=txs, outcome=outcome, state_root=state_root, new_nodes=new_nodes)
 
     def _remember(self, block_hash: str, execution: _Execution) -> None:
@@ -126,7 +132,14 @@ class NodeApplication:
         max_txs = int(get_params(self._view)["max_block_txs"])
         txs = self._mempool.reap(max_txs)
         header, outcome, new_nodes = seal_block(
-            self._view, self._storage, self.last_header(), txs, self.chain_id, height, time_ms, proposer
+            self._view,
+            self._storage,
+            self.last_header(),
+            txs,
+            self.chain_id,
+            height,
+            time_ms,
+            proposer,
         )
         block = Block(header=header, txs=tuple(tx.to_dict() for tx in txs))
         self._remember(block.hash, _Execution(txs, outcome, header["state_root"], new_nodes))
@@ -178,11 +191,15 @@ class NodeApplication:
         if execution is None:
             reason = self.check_proposal(block)
             if reason is not None:
-                raise LocalDivergence("certified block %d %s fails here: %s" % (block.height, block.hash, reason))
+                raise LocalDivergence(
+                    "certified block %d %s fails here: %s" % (block.height, block.hash, reason)
+                )
             execution = self._executions[block.hash]
         results = [result.to_dict() for result in execution.outcome.results]
         tx_ids = [tx.id for tx in execution.txs]
-        self._storage.commit(block, certificate, results, execution.outcome.writes, execution.new_nodes, tx_ids)
+        self._storage.commit(
+            block, certificate, results, execution.outcome.writes, execution.new_nodes, tx_ids
+        )
         self._executions.clear()
         self._mempool.remove_committed(tx_ids, [tx.sender for tx in execution.txs])
         self._metrics.commits.inc()

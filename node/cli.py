@@ -25,7 +25,13 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path), help="Key file to write (mode 0600).")
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Key file to write (mode 0600).",
+)
 @click.option("--force", is_flag=True, help="Overwrite an existing file.")
 def keygen(out_path: Path, force: bool) -> None:
     """Write a new Ed25519 key file and print its public key."""
@@ -44,25 +50,54 @@ def _pubkey_of(value: str) -> str:
     path = Path(value)
     if path.exists():
         return load_key_file(path).public_key
-    raise NodeSetupError("%r is neither a public key (64 lowercase hex) nor an existing key file" % value)
+    raise NodeSetupError(
+        "%r is neither a public key (64 lowercase hex) nor an existing key file" % value
+    )
 
 
 @main.command()
-@click.option("--out", "out_path", required=True, type=click.Path(path_type=Path), help="Genesis file to write.")
+@click.option(
+    "--out",
+    "out_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Genesis file to write.",
+)
 @click.option("--dev", is_flag=True, help="The development chain of PROTOCOL §8 (well-known keys).")
-@click.option("--validators", "validator_count", default=4, show_default=True, help="With --dev: how many validators.")
-@click.option("--base-port", default=8600, show_default=True, help="With --dev: RPC of validator i on P+i, peers on P+100+i.")
+@click.option(
+    "--validators",
+    "validator_count",
+    default=4,
+    show_default=True,
+    help="With --dev: how many validators.",
+)
+@click.option(
+    "--base-port",
+    default=8600,
+    show_default=True,
+    help="With --dev: RPC of validator i on P+i, peers on P+100+i.",
+)
 @click.option("--chain-id", default=None, help="Chain id (required without --dev).")
 @click.option(
-    "--validator", "validator_specs", multiple=True,
+    "--validator",
+    "validator_specs",
+    multiple=True,
     help="PUBKEY_OR_KEYFILE,NAME,HOST:PORT (peer endpoint); repeat per validator.",
 )
 @click.option(
-    "--role", "role_specs", multiple=True,
+    "--role",
+    "role_specs",
+    multiple=True,
     help="ROLE=PUBKEY_OR_KEYFILE with ROLE one of governor, kyc_authority, issuer, compliance; repeat.",
 )
 @click.option("--param", "param_specs", multiple=True, help="NAME=INTEGER chain parameter; repeat.")
-@click.option("--genesis-time", "genesis_time_ms", type=int, default=None, help="Milliseconds since the epoch (default: now).")
+@click.option(
+    "--genesis-time",
+    "genesis_time_ms",
+    type=int,
+    default=None,
+    help="Milliseconds since the epoch (default: now).",
+)
 def genesis(
     out_path: Path,
     dev: bool,
@@ -77,7 +112,9 @@ def genesis(
     """Write a genesis file from validator and role keys (or the development chain with --dev)."""
     from contracts.genesis import GenesisError, devnet_genesis, load_genesis
 
-    genesis_time_ms = genesis_time_ms if genesis_time_ms is not None else time.time_ns() // 1_000_000
+    genesis_time_ms = (
+        genesis_time_ms if genesis_time_ms is not None else time.time_ns() // 1_000_000
+    )
     try:
         if dev:
             obj = devnet_genesis(validator_count, genesis_time_ms, base_port)
@@ -85,13 +122,19 @@ def genesis(
             if not chain_id:
                 raise NodeSetupError("--chain-id is required (or use --dev)")
             if not validator_specs:
-                raise NodeSetupError("at least one --validator PUBKEY_OR_KEYFILE,NAME,HOST:PORT is needed")
+                raise NodeSetupError(
+                    "at least one --validator PUBKEY_OR_KEYFILE,NAME,HOST:PORT is needed"
+                )
             validators = []
             for spec in validator_specs:
                 parts = spec.split(",")
                 if len(parts) != 3:
-                    raise NodeSetupError("--validator %r: expected PUBKEY_OR_KEYFILE,NAME,HOST:PORT" % spec)
-                validators.append({"pubkey": _pubkey_of(parts[0]), "name": parts[1], "endpoint": parts[2]})
+                    raise NodeSetupError(
+                        "--validator %r: expected PUBKEY_OR_KEYFILE,NAME,HOST:PORT" % spec
+                    )
+                validators.append(
+                    {"pubkey": _pubkey_of(parts[0]), "name": parts[1], "endpoint": parts[2]}
+                )
             roles: dict[str, list[str]] = {}
             for spec in role_specs:
                 role, _, who = spec.partition("=")
@@ -110,7 +153,9 @@ def genesis(
                 "dev": False,
                 "params": params,
                 "validators": validators,
-                "accounts": [{"account": account, "roles": sorted(set(r))} for account, r in roles.items()],
+                "accounts": [
+                    {"account": account, "roles": sorted(set(r))} for account, r in roles.items()
+                ],
             }
         checked = load_genesis(obj)
     except (NodeSetupError, GenesisError) as exc:
@@ -128,7 +173,12 @@ def node() -> None:
 
 
 @node.command(name="run")
-@click.option("--home", required=True, type=click.Path(path_type=Path), help="Node home: config.toml, key, genesis, data.")
+@click.option(
+    "--home",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Node home: config.toml, key, genesis, data.",
+)
 def node_run(home: Path) -> None:
     """Run one validator (or a non-voting follower) from HOME's config, key and genesis."""
     from node.runner import run_node
@@ -140,8 +190,16 @@ def node_run(home: Path) -> None:
 
 
 @main.command()
-@click.option("--validators", "validator_count", default=4, show_default=True, type=click.IntRange(1, 64))
-@click.option("--dir", "directory", default=Path("yuxi-testnet"), show_default=True, type=click.Path(path_type=Path))
+@click.option(
+    "--validators", "validator_count", default=4, show_default=True, type=click.IntRange(1, 64)
+)
+@click.option(
+    "--dir",
+    "directory",
+    default=Path("yuxi-testnet"),
+    show_default=True,
+    type=click.Path(path_type=Path),
+)
 @click.option("--base-port", default=8600, show_default=True, type=click.IntRange(1024, 65000))
 def testnet(validator_count: int, directory: Path, base_port: int) -> None:
     """A local development chain of N validator processes (resumes when run again)."""

@@ -58,10 +58,10 @@ class NodeConfig:
 def split_address(value: Any, where: str) -> tuple[str, int]:
     """'host:port' -> (host, port), or a NodeSetupError naming the field."""
     if not isinstance(value, str) or ":" not in value:
-        raise NodeSetupError("%s must be \"host:port\", got %r" % (where, value))
+        raise NodeSetupError('%s must be "host:port", got %r' % (where, value))
     host, _, port_text = value.rpartition(":")
     if not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise NodeSetupError("%s must be \"host:port\" with a port 1-65535, got %r" % (where, value))
+        raise NodeSetupError('%s must be "host:port" with a port 1-65535, got %r' % (where, value))
     return host, int(port_text)
 
 
@@ -93,11 +93,19 @@ def load_config(home: Path) -> NodeConfig:
     rpc = _get(raw, "rpc", dict, {}, where)
     peers = _get(raw, "peers", dict, {}, where)
     mempool = _get(raw, "mempool", dict, {}, where)
-    rpc_host, rpc_port = split_address(_get(rpc, "listen", str, "127.0.0.1:8600", where + " rpc"), where + ": rpc.listen")
-    peer_host, peer_port = split_address(_get(peers, "listen", str, "127.0.0.1:8700", where + " peers"), where + ": peers.listen")
+    rpc_host, rpc_port = split_address(
+        _get(rpc, "listen", str, "127.0.0.1:8600", where + " rpc"), where + ": rpc.listen"
+    )
+    peer_host, peer_port = split_address(
+        _get(peers, "listen", str, "127.0.0.1:8700", where + " peers"), where + ": peers.listen"
+    )
     follow = raw.get("follow")
-    if mode == "follower" and (not isinstance(follow, str) or not follow.startswith(("http://", "https://"))):
-        raise NodeSetupError("%s: a follower needs follow = \"http://host:port\" (a node's RPC)" % where)
+    if mode == "follower" and (
+        not isinstance(follow, str) or not follow.startswith(("http://", "https://"))
+    ):
+        raise NodeSetupError(
+            '%s: a follower needs follow = "http://host:port" (a node\'s RPC)' % where
+        )
     tokens = []
     for index, entry in enumerate(_get(rpc, "tokens", list, [], where + " rpc")):
         entry_where = "%s rpc.tokens[%d]" % (where, index)
@@ -131,7 +139,9 @@ def load_config(home: Path) -> NodeConfig:
         peer_port=peer_port,
         follow=follow.rstrip("/") if isinstance(follow, str) else None,
         tokens=tuple(tokens),
-        require_token_for_writes=_get(rpc, "require_token_for_writes", bool, bool(tokens), where + " rpc"),
+        require_token_for_writes=_get(
+            rpc, "require_token_for_writes", bool, bool(tokens), where + " rpc"
+        ),
         close_reads=_get(rpc, "close_reads", bool, False, where + " rpc"),
         max_body_bytes=_get(rpc, "max_body_bytes", int, 4 * 1024 * 1024, where + " rpc"),
         mempool_max_txs=_get(mempool, "max_txs", int, 50_000, where + " mempool"),
@@ -152,7 +162,8 @@ def render_config(
     """A commented config.toml for a new home."""
     lines = [
         "# Yuxi node configuration. Paths are relative to this directory.",
-        'mode = "%s"            # "validator" or "follower" (non-voting, follows a node over RPC)' % mode,
+        'mode = "%s"            # "validator" or "follower" (non-voting, follows a node over RPC)'
+        % mode,
         'moniker = "%s"' % moniker,
         'key_file = "node_key.json"',
         'genesis_file = "genesis.json"',
@@ -173,7 +184,7 @@ def render_config(
         "[peers]",
         'listen = "%s"' % peer_listen,
         "# Override where a validator is reached (default: its genesis endpoint):",
-        "# endpoints = { \"<pubkey>\" = \"10.0.0.2:8700\" }",
+        '# endpoints = { "<pubkey>" = "10.0.0.2:8700" }',
         "",
         "[mempool]",
         "max_txs = 50000",

@@ -68,7 +68,9 @@ class ReplicaDriver:
         try:
             self._inbox.put_nowait((peer, data))
         except asyncio.QueueFull:
-            self.dropped_messages += 1  # consensus recovers lost messages by retransmission and sync
+            self.dropped_messages += (
+                1  # consensus recovers lost messages by retransmission and sync
+            )
 
     async def run(self, stop: asyncio.Event) -> None:
         replica = self._replica
@@ -108,7 +110,12 @@ class ReplicaDriver:
                 self._metrics.view.set(effect.view)
                 self._metrics.view_changes.inc()
                 leader = self._leader_name(effect.height, effect.view)
-                log.warning("view change: height %d now in view %d (leader %s)", effect.height, effect.view, leader)
+                log.warning(
+                    "view change: height %d now in view %d (leader %s)",
+                    effect.height,
+                    effect.view,
+                    leader,
+                )
             elif isinstance(effect, EvidenceFound):
                 self._record_evidence(effect.evidence)
             elif isinstance(effect, Discarded):
@@ -132,4 +139,7 @@ class ReplicaDriver:
         stored = self._storage.get_meta("evidence") or []
         stored.append(evidence)
         self._storage.put_meta("evidence", stored[-100:])
-        log.error("EVIDENCE: a validator signed conflicting messages (%s); kept in the node database", evidence_id[:12])
+        log.error(
+            "EVIDENCE: a validator signed conflicting messages (%s); kept in the node database",
+            evidence_id[:12],
+        )

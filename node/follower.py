@@ -103,7 +103,12 @@ class Follower:
             block = Block(header=dict(answer["header"]), txs=tuple(answer["txs"]))
             commit = answer["commit"]
             certificate = CommitCertificate.from_dict(
-                {"height": height, "view": commit["view"], "block": block.hash, "signatures": commit["signatures"]}
+                {
+                    "height": height,
+                    "view": commit["view"],
+                    "block": block.hash,
+                    "signatures": commit["signatures"],
+                }
             )
         except (KeyError, TypeError, ValueError, CertificateError) as exc:
             raise FollowError("block %d is malformed: %s" % (height, exc)) from None
@@ -123,9 +128,15 @@ class Follower:
             tx = await self._forward_queue.get()
             try:
                 assert self._session is not None  # set by run() before this task starts
-                async with self._session.post(self._url + "/v1/transactions", json=tx.to_dict()) as response:
+                async with self._session.post(
+                    self._url + "/v1/transactions", json=tx.to_dict()
+                ) as response:
                     if response.status >= 400:
-                        log.warning("followed node refused forwarded tx %s…: HTTP %d", tx.id[:12], response.status)
+                        log.warning(
+                            "followed node refused forwarded tx %s…: HTTP %d",
+                            tx.id[:12],
+                            response.status,
+                        )
             except (TimeoutError, aiohttp.ClientError, OSError):
                 log.warning("could not forward tx %s… to %s", tx.id[:12], self._url)
 

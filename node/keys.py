@@ -34,7 +34,9 @@ def load_key_file(path: Path) -> SigningKey:
     try:
         text = path.read_text()
     except FileNotFoundError:
-        raise NodeSetupError("key file %s does not exist (create one with `yuxi keygen --out %s`)" % (path, path)) from None
+        raise NodeSetupError(
+            "key file %s does not exist (create one with `yuxi keygen --out %s`)" % (path, path)
+        ) from None
     except OSError as exc:
         raise NodeSetupError("cannot read key file %s: %s" % (path, exc.strerror)) from None
     try:
@@ -42,7 +44,9 @@ def load_key_file(path: Path) -> SigningKey:
     except ValueError as exc:
         raise NodeSetupError("key file %s is not valid JSON: %s" % (path, exc)) from None
     if not isinstance(content, dict) or content.get("type") != KEY_FILE_TYPE:
-        raise NodeSetupError("key file %s is not a Yuxi key file (type %r expected)" % (path, KEY_FILE_TYPE))
+        raise NodeSetupError(
+            "key file %s is not a Yuxi key file (type %r expected)" % (path, KEY_FILE_TYPE)
+        )
     seed = content.get("seed")
     if not is_hex(seed, 32):
         raise NodeSetupError("key file %s has no valid seed (64 lowercase hex characters)" % path)

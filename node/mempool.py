@@ -126,18 +126,32 @@ class Mempool:
         if account_nonce is None:
             raise RpcError(400, "unknown_sender", "no account %s" % tx.sender)
         if tx.nonce < account_nonce:
-            raise RpcError(400, "stale_nonce", "nonce %d is below the account's nonce %d" % (tx.nonce, account_nonce))
+            raise RpcError(
+                400,
+                "stale_nonce",
+                "nonce %d is below the account's nonce %d" % (tx.nonce, account_nonce),
+            )
         if tx.nonce > account_nonce + MAX_NONCE_AHEAD:
             raise RpcError(
                 400,
                 "nonce_gap",
-                "nonce %d is more than %d above the account's nonce %d" % (tx.nonce, MAX_NONCE_AHEAD, account_nonce),
+                "nonce %d is more than %d above the account's nonce %d"
+                % (tx.nonce, MAX_NONCE_AHEAD, account_nonce),
             )
         pending = self._by_sender.get(tx.sender, {})
         if sum(len(ids) for ids in pending.values()) >= self._max_per_sender:
-            raise RpcError(503, "mempool_full", "sender %s already has %d pending transactions" % (tx.sender[:16], self._max_per_sender))
+            raise RpcError(
+                503,
+                "mempool_full",
+                "sender %s already has %d pending transactions"
+                % (tx.sender[:16], self._max_per_sender),
+            )
         if len(self._by_id) >= self._max_txs:
-            raise RpcError(503, "mempool_full", "the mempool holds %d transactions; try again shortly" % self._max_txs)
+            raise RpcError(
+                503,
+                "mempool_full",
+                "the mempool holds %d transactions; try again shortly" % self._max_txs,
+            )
         self._by_id[tx.id] = tx
         self._by_sender.setdefault(tx.sender, {}).setdefault(tx.nonce, []).append(tx.id)
         if tx.signature is not None:
@@ -180,7 +194,10 @@ class Mempool:
     def has_ready(self) -> bool:
         """Whether some sender has a transaction at its account's nonce."""
         if self._ready is None:
-            self._ready = any(self._account_nonce(sender) in by_nonce for sender, by_nonce in self._by_sender.items())
+            self._ready = any(
+                self._account_nonce(sender) in by_nonce
+                for sender, by_nonce in self._by_sender.items()
+            )
         return self._ready
 
     def reap(self, max_txs: int) -> list[SignedTx]:
@@ -248,7 +265,9 @@ def strictly_equal(left: object, right: object) -> bool:
     if type(left) is not type(right):
         return False
     if isinstance(left, dict) and isinstance(right, dict):
-        return left.keys() == right.keys() and all(strictly_equal(left[key], right[key]) for key in left)
+        return left.keys() == right.keys() and all(
+            strictly_equal(left[key], right[key]) for key in left
+        )
     if isinstance(left, list) and isinstance(right, list):
         return len(left) == len(right) and all(strictly_equal(a, b) for a, b in zip(left, right))
     return left == right

@@ -43,10 +43,18 @@ BACKOFF_MAX_S = 5.0
 MessageHandler = Callable[[str, int, bytes], None]
 
 
-def handshake_payload(chain_id: str, genesis_hash: str, nonce: str, signer: str, peer: str) -> bytes:
+def handshake_payload(
+    chain_id: str, genesis_hash: str, nonce: str, signer: str, peer: str
+) -> bytes:
     """What a side signs to prove its key: the other side's nonce, both keys, the chain."""
     return PEER_DOMAIN + canonical_bytes(
-        {"chain_id": chain_id, "genesis": genesis_hash, "nonce": nonce, "signer": signer, "peer": peer}
+        {
+            "chain_id": chain_id,
+            "genesis": genesis_hash,
+            "nonce": nonce,
+            "signer": signer,
+            "peer": peer,
+        }
     )
 
 
@@ -168,7 +176,9 @@ class PeerNetwork:
                     heartbeat=5.0,
                     timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
                 ) as ws:
-                    await asyncio.wait_for(self._dialer_handshake(ws, link.pubkey), HANDSHAKE_TIMEOUT_S)
+                    await asyncio.wait_for(
+                        self._dialer_handshake(ws, link.pubkey), HANDSHAKE_TIMEOUT_S
+                    )
                     link.connected = True
                     was_up = True
                     backoff_s = BACKOFF_FIRST_S
@@ -231,15 +241,21 @@ class PeerNetwork:
             raise HandshakeError(str(reply.get("reason"))[:200])
         their_key = reply.get("pubkey")
         if reply.get("type") != "hello" or their_key != expected:
-            raise HandshakeError("answered by key %r, not the expected validator" % str(their_key)[:16])
-        payload = handshake_payload(self._chain_id, self._genesis_hash, nonce, expected, self._key.public_key)
+            raise HandshakeError(
+                "answered by key %r, not the expected validator" % str(their_key)[:16]
+            )
+        payload = handshake_payload(
+            self._chain_id, self._genesis_hash, nonce, expected, self._key.public_key
+        )
         if not verify(expected, payload, str(reply.get("signature"))):
             raise HandshakeError("bad handshake signature")
         their_nonce = reply.get("nonce")
         if not is_hex(their_nonce, 32):
             raise HandshakeError("bad nonce")
         proof = self._key.sign(
-            handshake_payload(self._chain_id, self._genesis_hash, str(their_nonce), self._key.public_key, expected)
+            handshake_payload(
+                self._chain_id, self._genesis_hash, str(their_nonce), self._key.public_key, expected
+            )
         )
         await ws.send_str(json.dumps({"type": "proof", "signature": proof}))
         done = await _receive_json(ws)
@@ -289,20 +305,39 @@ class PeerNetwork:
             raise HandshakeError("bad nonce")
         nonce = secrets.token_hex(32)
         signature = self._key.sign(
-            handshake_payload(self._chain_id, self._genesis_hash, str(their_nonce), self._key.public_key, str(their_key))
+            handshake_payload(
+                self._chain_id,
+                self._genesis_hash,
+                str(their_nonce),
+                self._key.public_key,
+                str(their_key),
+            )
         )
         await ws.send_str(
-            json.dumps({"type": "hello", "pubkey": self._key.public_key, "nonce": nonce, "signature": signature})
+            json.dumps(
+                {
+                    "type": "hello",
+                    "pubkey": self._key.public_key,
+                    "nonce": nonce,
+                    "signature": signature,
+                }
+            )
         )
         proof = await _receive_json(ws)
-        payload = handshake_payload(self._chain_id, self._genesis_hash, nonce, their_key, self._key.public_key)
-        if proof.get("type") != "proof" or not verify(their_key, payload, str(proof.get("signature"))):
+        payload = handshake_payload(
+            self._chain_id, self._genesis_hash, nonce, their_key, self._key.public_key
+        )
+        if proof.get("type") != "proof" or not verify(
+            their_key, payload, str(proof.get("signature"))
+        ):
             raise HandshakeError("bad handshake signature")
         await ws.send_str(json.dumps({"type": "ready"}))
         return their_key
 
 
-async def _receive_json(ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse) -> dict[str, object]:
+async def _receive_json(
+    ws: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+) -> dict[str, object]:
     message = await ws.receive()
     if message.type != aiohttp.WSMsgType.TEXT or len(message.data) > MAX_HANDSHAKE_BYTES:
         raise HandshakeError("handshake message expected, got %s" % message.type.name)

@@ -37,7 +37,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def _errors_and_latency(request: web.Request, handler: Handler) -> web.StreamResponse:
     service = request.app[SERVICE_KEY]
-    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
+    route = (
+        request.match_info.route.resource.canonical
+        if request.match_info.route.resource
+        else "unmatched"
+    )
     started_s = time.perf_counter()
     try:
         if service.config.close_reads and request.method == "GET" and route != "/metrics":
@@ -67,7 +71,11 @@ async def _errors_and_latency(request: web.Request, handler: Handler) -> web.Str
 async def _read_json(request: web.Request) -> Any:
     limit = request.app[SERVICE_KEY].config.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
-        raise RpcError(413, "too_large", "request body of %d bytes exceeds %d" % (request.content_length, limit))
+        raise RpcError(
+            413,
+            "too_large",
+            "request body of %d bytes exceeds %d" % (request.content_length, limit),
+        )
     body = await request.read()
     return parse_strict_json(body)
 
@@ -189,7 +197,9 @@ async def get_status(request: web.Request) -> web.Response:
 async def get_metrics(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
     service.refresh_gauges()
-    return web.Response(body=service.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+    return web.Response(
+        body=service.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
 
 
 async def events(request: web.Request) -> web.StreamResponse:
@@ -235,7 +245,9 @@ async def set_dev_clock(request: web.Request) -> web.Response:
         raise RpcError(400, "malformed", 'expected {"offset_ms": n}')
     offset_ms = body["offset_ms"]
     if isinstance(offset_ms, bool) or not isinstance(offset_ms, int) or not 0 <= offset_ms < 2**53:
-        raise RpcError(400, "malformed", "offset_ms must be an integer 0..2^53-1 (the clock never goes back)")
+        raise RpcError(
+            400, "malformed", "offset_ms must be an integer 0..2^53-1 (the clock never goes back)"
+        )
     return web.json_response(service.set_clock_offset(offset_ms))
 
 

@@ -92,7 +92,9 @@ class WriteGate:
         header = request.headers.get("Authorization")
         if header is None:
             if self._require:
-                raise RpcError(401, "unauthorized", "writes need an Authorization: Bearer <token> header")
+                raise RpcError(
+                    401, "unauthorized", "writes need an Authorization: Bearer <token> header"
+                )
             return None
         scheme, _, secret = header.partition(" ")
         if scheme.lower() != "bearer" or not secret:
@@ -102,10 +104,17 @@ class WriteGate:
             raise RpcError(403, "forbidden", "unknown bearer token")
         now_s = time.monotonic()
         bucket = self._buckets.setdefault(entry.token, _Bucket(float(entry.burst), now_s))
-        bucket.tokens = min(float(entry.burst), bucket.tokens + (now_s - bucket.updated_s) * entry.rate_per_second)
+        bucket.tokens = min(
+            float(entry.burst), bucket.tokens + (now_s - bucket.updated_s) * entry.rate_per_second
+        )
         bucket.updated_s = now_s
         if bucket.tokens < cost:
-            raise RpcError(429, "rate_limited", "platform %s is over %d writes per second" % (entry.platform, entry.rate_per_second))
+            raise RpcError(
+                429,
+                "rate_limited",
+                "platform %s is over %d writes per second"
+                % (entry.platform, entry.rate_per_second),
+            )
         bucket.tokens -= cost
         return entry.platform
 

@@ -109,11 +109,16 @@ async def _start_site(runner: web.AppRunner, host: str, port: int, what: str) ->
     try:
         await web.TCPSite(runner, host, port, reuse_address=True).start()
     except OSError as exc:
-        raise NodeSetupError("%s %s:%d cannot be opened: %s (is another node running?)" % (what, host, port, exc.strerror)) from None
+        raise NodeSetupError(
+            "%s %s:%d cannot be opened: %s (is another node running?)"
+            % (what, host, port, exc.strerror)
+        ) from None
 
 
 class NodeRuntime:
-    def __init__(self, config: NodeConfig, genesis: Genesis, key: SigningKey | None, storage: Storage) -> None:
+    def __init__(
+        self, config: NodeConfig, genesis: Genesis, key: SigningKey | None, storage: Storage
+    ) -> None:
         self.config = config
         self.genesis = genesis
         self.key = key
@@ -166,18 +171,24 @@ class NodeRuntime:
         # Validators of the next two heights: a set change applies two blocks after it executes.
         height = self.storage.height()
         entries = validator_set_at(self.view, height + 1) + validator_set_at(self.view, height + 2)
-        return {e["pubkey"]: self.config.peer_overrides.get(e["pubkey"], e["endpoint"]) for e in entries}
+        return {
+            e["pubkey"]: self.config.peer_overrides.get(e["pubkey"], e["endpoint"]) for e in entries
+        }
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop.set)
         self.app.on_commit = self._after_commit
-        restored = self.mempool.restore(is_committed=lambda tx_id: self.storage.tx_location(tx_id) is not None)
+        restored = self.mempool.restore(
+            is_committed=lambda tx_id: self.storage.tx_location(tx_id) is not None
+        )
         if restored:
             log.info("%d pending transactions restored from before the restart", restored)
         rpc_runner = web.AppRunner(
-            make_rpc_app(self.service, WriteGate(self.config.tokens, self.config.require_token_for_writes)),
+            make_rpc_app(
+                self.service, WriteGate(self.config.tokens, self.config.require_token_for_writes)
+            ),
             access_log=None,
             handle_signals=False,
         )
@@ -218,9 +229,17 @@ class NodeRuntime:
         asyncio.get_running_loop().create_task(self.service.announce_commit())
         lag_ms = self.clock.now_ms() - block.time_ms
         now_s = time.monotonic()
-        if not self.config.is_follower and lag_ms > CATCH_UP_LAG_MS and now_s - self._last_progress_s > PROGRESS_EVERY_S:
+        if (
+            not self.config.is_follower
+            and lag_ms > CATCH_UP_LAG_MS
+            and now_s - self._last_progress_s > PROGRESS_EVERY_S
+        ):
             self._last_progress_s = now_s
-            log.info("catching up: at block %d, %d s behind this node's clock", block.height, lag_ms // 1000)
+            log.info(
+                "catching up: at block %d, %d s behind this node's clock",
+                block.height,
+                lag_ms // 1000,
+            )
 
     async def _start_follower(self, tasks: list[asyncio.Task[None]]) -> None:
         from node.follower import Follower
@@ -237,8 +256,16 @@ class NodeRuntime:
 
         assert self.key is not None  # run_node loads the key for a validator
         if self.key.public_key not in self.endpoints():
-            log.warning("this node's key %s… is not in the validator set; it will only relay", self.key.public_key[:12])
-        replica = Replica(self.app, self.key, self.storage.journal_records(), ReplicaConfig(chain_id=self.genesis.chain_id))
+            log.warning(
+                "this node's key %s… is not in the validator set; it will only relay",
+                self.key.public_key[:12],
+            )
+        replica = Replica(
+            self.app,
+            self.key,
+            self.storage.journal_records(),
+            ReplicaConfig(chain_id=self.genesis.chain_id),
+        )
         driver_holder: list[ReplicaDriver] = []
         peers = PeerNetwork(
             key=self.key,
@@ -246,7 +273,9 @@ class NodeRuntime:
             genesis_hash=self.genesis.hash,
             endpoints=self.endpoints,
             names=self.names,
-            on_message=lambda peer, kind, data: self._on_peer_message(driver_holder[0], peer, kind, data),
+            on_message=lambda peer, kind, data: self._on_peer_message(
+                driver_holder[0], peer, kind, data
+            ),
         )
         driver = ReplicaDriver(
             replica=replica,
@@ -282,7 +311,9 @@ class NodeRuntime:
     def _admit_gossip(self, data: bytes) -> None:
         try:
             tx: SignedTx = decode_tx(data)
-            self.mempool.admit_parsed(tx, is_committed=lambda tx_id: self.storage.tx_location(tx_id) is not None)
+            self.mempool.admit_parsed(
+                tx, is_committed=lambda tx_id: self.storage.tx_location(tx_id) is not None
+            )
         except (TxError, RpcError):
             pass  # a peer's stale or invalid gossip: the submitter already got the answer
         self.metrics.mempool_size.set(len(self.mempool))

@@ -66,7 +66,9 @@ class NodeService:
 
     # ---- writes ----------------------------------------------------------
     def submit(self, obj: Any) -> dict[str, Any]:
-        admitted = self.mempool.admit(obj, is_committed=lambda tx_id: self.storage.tx_location(tx_id) is not None)
+        admitted = self.mempool.admit(
+            obj, is_committed=lambda tx_id: self.storage.tx_location(tx_id) is not None
+        )
         if admitted.is_new:
             self.metrics.mempool_size.set(len(self.mempool))
             self.on_new_tx(admitted.tx)
@@ -76,7 +78,11 @@ class NodeService:
         try:
             tx = parse_tx(obj, require_signature=False)
             if tx.chain_id != self.genesis.chain_id:
-                raise TxError("wrong_chain", "transaction is for chain %r, this is %r" % (tx.chain_id, self.genesis.chain_id))
+                raise TxError(
+                    "wrong_chain",
+                    "transaction is for chain %r, this is %r"
+                    % (tx.chain_id, self.genesis.chain_id),
+                )
             if tx.signature is not None:
                 self.signatures.check(tx, self.genesis.chain_id)
         except TxError as exc:
@@ -84,7 +90,9 @@ class NodeService:
         height = self.storage.height()
         last_time_ms = self.last_block_time_ms()
         context = BlockContext(
-            chain_id=self.genesis.chain_id, height=height + 1, time_ms=max(self.clock.now_ms(), last_time_ms + 1)
+            chain_id=self.genesis.chain_id,
+            height=height + 1,
+            time_ms=max(self.clock.now_ms(), last_time_ms + 1),
         )
         return check_tx(self.view, tx, context).to_dict()
 
@@ -95,7 +103,8 @@ class NodeService:
             raise RpcError(
                 400,
                 "clock_behind_chain",
-                "offset_ms %d puts the clock before the last block time %d" % (offset_ms, self.last_block_time_ms()),
+                "offset_ms %d puts the clock before the last block time %d"
+                % (offset_ms, self.last_block_time_ms()),
             )
         self.clock.offset_ms = offset_ms
         self.storage.put_meta("clock_offset_ms", offset_ms)
@@ -128,10 +137,19 @@ class NodeService:
         pending = self.mempool.get(tx_id)
         if pending is None:
             return None
-        return {"id": tx_id, "tx": pending.to_dict(), "status": "pending", "height": None, "index": None, "result": None}
+        return {
+            "id": tx_id,
+            "tx": pending.to_dict(),
+            "status": "pending",
+            "height": None,
+            "index": None,
+            "result": None,
+        }
 
     def account(self, account: str) -> dict[str, Any] | None:
-        return queries.account_info(self.view, account, max(self.clock.now_ms(), self.last_block_time_ms()))
+        return queries.account_info(
+            self.view, account, max(self.clock.now_ms(), self.last_block_time_ms())
+        )
 
     def tokens_of(self, account: str, limit: int, cursor: str | None) -> dict[str, Any]:
         tokens = self.storage.tokens_of(account, after=cursor, limit=limit + 1)
@@ -187,8 +205,21 @@ class NodeService:
         txs = []
         for tx, result in zip(block.txs, results):
             parsed = parse_tx(tx)
-            txs.append({"id": parsed.id, "type": parsed.type, "sender": parsed.sender, "code": result["code"]})
-        return {"type": "block", "height": height, "hash": block.hash, "time": block.time_ms, "txs": txs}
+            txs.append(
+                {
+                    "id": parsed.id,
+                    "type": parsed.type,
+                    "sender": parsed.sender,
+                    "code": result["code"],
+                }
+            )
+        return {
+            "type": "block",
+            "height": height,
+            "hash": block.hash,
+            "time": block.time_ms,
+            "txs": txs,
+        }
 
     # ---- commit notifications -------------------------------------------
     async def announce_commit(self) -> None:
@@ -200,7 +231,9 @@ class NodeService:
         async with self._commit_signal:
             try:
                 await asyncio.wait_for(
-                    self._commit_signal.wait_for(lambda: self.storage.height() >= next_height or closed.is_set()),
+                    self._commit_signal.wait_for(
+                        lambda: self.storage.height() >= next_height or closed.is_set()
+                    ),
                     timeout=1.0,
                 )
             except TimeoutError:

@@ -60,7 +60,8 @@ class Storage:
             self._db = plyvel.DB(str(path), create_if_missing=True)
         except plyvel.IOError as exc:
             raise NodeSetupError(
-                "cannot open the database in %s (is another node running on this home?): %s" % (path, exc)
+                "cannot open the database in %s (is another node running on this home?): %s"
+                % (path, exc)
             ) from None
         self._journal_next = self._last_journal_sequence() + 1
 
@@ -135,7 +136,7 @@ class Storage:
         start = prefix + after.encode() + b"\x00" if after is not None else prefix
         tokens: list[str] = []
         for key in self._db.iterator(start=start, stop=prefix + b"\xff", include_value=False):
-            tokens.append(key[len(prefix):].decode())
+            tokens.append(key[len(prefix) :].decode())
             if len(tokens) >= limit:
                 break
         return tokens
@@ -194,7 +195,11 @@ class Storage:
         return changes
 
     def write_genesis(
-        self, genesis_hash: str, writes: Mapping[str, Any], new_nodes: Mapping[bytes, bytes], state_root: str
+        self,
+        genesis_hash: str,
+        writes: Mapping[str, Any],
+        new_nodes: Mapping[bytes, bytes],
+        state_root: str,
     ) -> None:
         """The genesis state, in one synced batch; height stays 0."""
         with self._db.write_batch(sync=True, transaction=True) as batch:
@@ -239,12 +244,15 @@ class Storage:
     def journal_records(self) -> list[dict[str, Any]]:
         """All journal records in the order they were written."""
         entries = [
-            (_U64.unpack(key[9:17])[0], _decode(value)) for key, value in self._db.iterator(prefix=b"j")
+            (_U64.unpack(key[9:17])[0], _decode(value))
+            for key, value in self._db.iterator(prefix=b"j")
         ]
         return [record for _, record in sorted(entries, key=lambda entry: entry[0])]
 
     def journal_prune_below(self, height: int) -> None:
         """Drop records of heights already decided; consensus never needs them again."""
         with self._db.write_batch(sync=True) as batch:
-            for key in self._db.iterator(start=b"j", stop=b"j" + _U64.pack(height), include_value=False):
+            for key in self._db.iterator(
+                start=b"j", stop=b"j" + _U64.pack(height), include_value=False
+            ):
                 batch.delete(key)

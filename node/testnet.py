@@ -43,12 +43,14 @@ def prepare_testnet(count: int, directory: Path, base_port: int) -> list[Path]:
         genesis = json.loads((homes[0] / "genesis.json").read_text())
         if len(genesis.get("validators", [])) != count:
             raise NodeSetupError(
-                "%s is a chain of %d validators, not %d" % (directory, len(genesis.get("validators", [])), count)
+                "%s is a chain of %d validators, not %d"
+                % (directory, len(genesis.get("validators", [])), count)
             )
         first_peer_port = int(str(genesis["validators"][0]["endpoint"]).rpartition(":")[2])
         if first_peer_port != base_port + 100:
             raise NodeSetupError(
-                "%s was made with --base-port %d; run with that, or use a new --dir" % (directory, first_peer_port - 100)
+                "%s was made with --base-port %d; run with that, or use a new --dir"
+                % (directory, first_peer_port - 100)
             )
         return homes
     genesis_obj = devnet_genesis(count, time.time_ns() // 1_000_000, base_port)
@@ -107,9 +109,16 @@ def run_testnet(count: int, directory: Path, base_port: int) -> int:
     signal.signal(signal.SIGTERM, request_stop)
     for child in children:
         child.start()
-    print("Yuxi development chain (%d validators) in %s" % (count, Path(directory).resolve()), flush=True)
+    print(
+        "Yuxi development chain (%d validators) in %s" % (count, Path(directory).resolve()),
+        flush=True,
+    )
     for child in children:
-        print("  %s  rpc %s  log %s" % (child.home.name, _rpc_address(child.home), child.home / "node.log"), flush=True)
+        print(
+            "  %s  rpc %s  log %s"
+            % (child.home.name, _rpc_address(child.home), child.home / "node.log"),
+            flush=True,
+        )
     print("Ctrl-C stops all nodes; run the same command again to resume.", flush=True)
     try:
         while not stopping:
@@ -138,7 +147,11 @@ def run_testnet(count: int, directory: Path, base_port: int) -> int:
 
 
 def _stop_all(children: list[_Child]) -> None:
-    running = [child.process for child in children if child.process is not None and child.process.poll() is None]
+    running = [
+        child.process
+        for child in children
+        if child.process is not None and child.process.poll() is None
+    ]
     for process in running:
         process.send_signal(signal.SIGTERM)
     deadline_s = time.monotonic() + STOP_GRACE_S

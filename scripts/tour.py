@@ -46,7 +46,9 @@ class Tour:
     # ---- RPC --------------------------------------------------------------
     def call(self, path: str, body: Any = None, url: str | None = None) -> tuple[int, Any]:
         data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request((url or self.rpc) + path, data=data, headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(
+            (url or self.rpc) + path, data=data, headers={"Content-Type": "application/json"}
+        )
         try:
             with urllib.request.urlopen(request, timeout=10) as response:
                 return response.status, json.loads(response.read())
@@ -64,7 +66,13 @@ class Tour:
     def send(self, key: SigningKey, tx_type: str, body: dict[str, Any]) -> dict[str, Any]:
         """Submit, wait until committed, and return the result."""
         tx = sign_tx(
-            {"chain_id": CHAIN_ID, "type": tx_type, "sender": key.public_key, "nonce": self.next_nonce(key), "body": body},
+            {
+                "chain_id": CHAIN_ID,
+                "type": tx_type,
+                "sender": key.public_key,
+                "nonce": self.next_nonce(key),
+                "body": body,
+            },
             key,
         )
         status, answer = self.call("/v1/transactions", tx)
@@ -79,8 +87,13 @@ class Tour:
         raise SystemExit("transaction %s was not committed within %ds" % (answer["id"], WAIT_S))
 
     def check(self, key: SigningKey, tx_type: str, body: dict[str, Any]) -> dict[str, Any]:
-        unsigned = {"chain_id": CHAIN_ID, "type": tx_type, "sender": key.public_key,
-                    "nonce": self.nonces.get(key.public_key, 0), "body": body}
+        unsigned = {
+            "chain_id": CHAIN_ID,
+            "type": tx_type,
+            "sender": key.public_key,
+            "nonce": self.nonces.get(key.public_key, 0),
+            "body": body,
+        }
         return self.call("/v1/transactions/check", unsigned)[1]["result"]
 
     def chain_time_ms(self) -> int:
@@ -108,44 +121,116 @@ def show(step: str, outcome: dict[str, Any] | str) -> None:
 
 
 def when(ms: int) -> str:
-    return datetime.datetime.fromtimestamp(ms / 1000, datetime.timezone(datetime.timedelta(hours=8))).strftime("%Y-%m-%d %H:%M CST")
+    return datetime.datetime.fromtimestamp(
+        ms / 1000, datetime.timezone(datetime.timedelta(hours=8))
+    ).strftime("%Y-%m-%d %H:%M CST")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rpc", default="http://127.0.0.1:8600", help="RPC of validator 0")
-    parser.add_argument("--validators", type=int, default=4, help="validators whose dev clocks to advance (RPC ports P..P+N-1)")
+    parser.add_argument(
+        "--validators",
+        type=int,
+        default=4,
+        help="validators whose dev clocks to advance (RPC ports P..P+N-1)",
+    )
     args = parser.parse_args()
     tour = Tour(args.rpc, args.validators)
     try:
         _, info = tour.call("/v1/status")
     except OSError as exc:
-        raise SystemExit("no node at %s (%s); start one with `yuxi testnet`" % (args.rpc, exc)) from None
-    print("Chain %s at height %d, %d validators; block time %s" % (
-        info["chain_id"], info["height"], len(info["validators"]), when(tour.chain_time_ms())))
+        raise SystemExit(
+            "no node at %s (%s); start one with `yuxi testnet`" % (args.rpc, exc)
+        ) from None
+    print(
+        "Chain %s at height %d, %d validators; block time %s"
+        % (info["chain_id"], info["height"], len(info["validators"]), when(tour.chain_time_ms()))
+    )
 
     run = secrets.token_hex(3)
-    people = {name: SigningKey(hashlib.sha256(("tour %s %s" % (run, name)).encode()).digest())
-              for name in ("alice", "bob", "carol")}
+    people = {
+        name: SigningKey(hashlib.sha256(("tour %s %s" % (run, name)).encode()).digest())
+        for name in ("alice", "bob", "carol")
+    }
     collection = "moon-rabbit-" + run
 
     print("\nMorning: the KYC authority registers three people")
-    show("register alice (born 1995-03-08)", tour.send(AUTHORITY, "register_account", {
-        "account": people["alice"].public_key, "birth_date": "1995-03-08", "kyc_ref": "aa" * 32}))
-    show("register bob (born 2001-11-20)", tour.send(AUTHORITY, "register_account", {
-        "account": people["bob"].public_key, "birth_date": "2001-11-20", "kyc_ref": "bb" * 32}))
+    show(
+        "register alice (born 1995-03-08)",
+        tour.send(
+            AUTHORITY,
+            "register_account",
+            {
+                "account": people["alice"].public_key,
+                "birth_date": "1995-03-08",
+                "kyc_ref": "aa" * 32,
+            },
+        ),
+    )
+    show(
+        "register bob (born 2001-11-20)",
+        tour.send(
+            AUTHORITY,
+            "register_account",
+            {"account": people["bob"].public_key, "birth_date": "2001-11-20", "kyc_ref": "bb" * 32},
+        ),
+    )
     teen_birthday = (datetime.date.today() - datetime.timedelta(days=365 * 12)).isoformat()
-    show("register carol (born %s, twelve years old)" % teen_birthday, tour.send(AUTHORITY, "register_account", {
-        "account": people["carol"].public_key, "birth_date": teen_birthday, "kyc_ref": "cc" * 32}))
+    show(
+        "register carol (born %s, twelve years old)" % teen_birthday,
+        tour.send(
+            AUTHORITY,
+            "register_account",
+            {
+                "account": people["carol"].public_key,
+                "birth_date": teen_birthday,
+                "kyc_ref": "cc" * 32,
+            },
+        ),
+    )
 
     print("\nMid-morning: the museum shop (an issuer) launches a collection")
-    show("create collection %s (100 pieces)" % collection, tour.send(AUTHORITY, "create_collection", {
-        "collection": collection, "name": "Moon Rabbit, Mid-Autumn edition", "max_supply": 100, "transferable": True}))
-    items = [{"serial": serial, "owner": people["alice"].public_key, "content_hash": hashlib.sha256(b"rabbit %d" % serial).hexdigest()}
-             for serial in (1, 2, 3)]
-    show("mint #1-#3 to alice", tour.send(AUTHORITY, "mint", {"collection": collection, "items": items}))
-    show("mint #4 to carol (too young)", tour.send(AUTHORITY, "mint", {"collection": collection, "items": [
-        {"serial": 4, "owner": people["carol"].public_key, "content_hash": "dd" * 32}]}))
+    show(
+        "create collection %s (100 pieces)" % collection,
+        tour.send(
+            AUTHORITY,
+            "create_collection",
+            {
+                "collection": collection,
+                "name": "Moon Rabbit, Mid-Autumn edition",
+                "max_supply": 100,
+                "transferable": True,
+            },
+        ),
+    )
+    items = [
+        {
+            "serial": serial,
+            "owner": people["alice"].public_key,
+            "content_hash": hashlib.sha256(b"rabbit %d" % serial).hexdigest(),
+        }
+        for serial in (1, 2, 3)
+    ]
+    show(
+        "mint #1-#3 to alice",
+        tour.send(AUTHORITY, "mint", {"collection": collection, "items": items}),
+    )
+    show(
+        "mint #4 to carol (too young)",
+        tour.send(
+            AUTHORITY,
+            "mint",
+            {
+                "collection": collection,
+                "items": [
+                    {"serial": 4, "owner": people["carol"].public_key, "content_hash": "dd" * 32}
+                ],
+            },
+        ),
+    )
 
     print("\nNoon: alice wants to give #1 to bob")
     gift = {"token": "%s:1" % collection, "to": people["bob"].public_key}
@@ -158,28 +243,70 @@ def main() -> None:
         tour.advance_clocks_to(eligible_at + 1000)
         print("  block time is now %s" % when(tour.chain_time_ms()))
     show("alice gifts #1 to bob", tour.send(people["alice"], "gift", gift))
-    show("bob gifts #1 straight back (held by gift: 730 days)", tour.check(people["bob"], "gift", {
-        "token": "%s:1" % collection, "to": people["alice"].public_key}))
+    show(
+        "bob gifts #1 straight back (held by gift: 730 days)",
+        tour.check(
+            people["bob"], "gift", {"token": "%s:1" % collection, "to": people["alice"].public_key}
+        ),
+    )
 
     print("\nAfternoon: compliance freezes bob's transfers")
-    show("sanction bob: transfer_freeze", tour.send(AUTHORITY, "sanction", {
-        "account": people["bob"].public_key, "kind": "transfer_freeze", "reason": "inquiry 2024-118", "until": 0}))
-    show("alice gifts #2 to bob", tour.send(people["alice"], "gift", {"token": "%s:2" % collection, "to": people["bob"].public_key}))
-    show("lift bob's transfer_freeze", tour.send(AUTHORITY, "lift_sanction", {
-        "account": people["bob"].public_key, "kind": "transfer_freeze"}))
-    show("alice gifts #2 to bob again", tour.send(people["alice"], "gift", {"token": "%s:2" % collection, "to": people["bob"].public_key}))
+    show(
+        "sanction bob: transfer_freeze",
+        tour.send(
+            AUTHORITY,
+            "sanction",
+            {
+                "account": people["bob"].public_key,
+                "kind": "transfer_freeze",
+                "reason": "inquiry 2024-118",
+                "until": 0,
+            },
+        ),
+    )
+    show(
+        "alice gifts #2 to bob",
+        tour.send(
+            people["alice"], "gift", {"token": "%s:2" % collection, "to": people["bob"].public_key}
+        ),
+    )
+    show(
+        "lift bob's transfer_freeze",
+        tour.send(
+            AUTHORITY,
+            "lift_sanction",
+            {"account": people["bob"].public_key, "kind": "transfer_freeze"},
+        ),
+    )
+    show(
+        "alice gifts #2 to bob again",
+        tour.send(
+            people["alice"], "gift", {"token": "%s:2" % collection, "to": people["bob"].public_key}
+        ),
+    )
 
     print("\nEvening: what the ledger says")
     for name, key in people.items():
         account = tour.call("/v1/accounts/" + key.public_key)[1]
         tokens = tour.call("/v1/accounts/%s/tokens" % key.public_key)[1]["tokens"]
-        print("  %-6s authenticated=%s tokens=%s" % (name, account["authenticated"], ", ".join(tokens) or "-"))
+        print(
+            "  %-6s authenticated=%s tokens=%s"
+            % (name, account["authenticated"], ", ".join(tokens) or "-")
+        )
     token = tour.call("/v1/tokens/%s/1" % collection)[1]
     print("  history of %s:" % token["token"])
     for entry in token["history"]:
-        owner = next((n for n, k in people.items() if k.public_key == entry["owner"]), entry["owner"][:8])
-        print("    block %-4d %-5s to %-6s at %s" % (entry["height"], entry["acquired_by"], owner, when(entry["at"])))
-    print("  collection: minted %d of %d" % (tour.call("/v1/collections/" + collection)[1]["minted"], 100))
+        owner = next(
+            (n for n, k in people.items() if k.public_key == entry["owner"]), entry["owner"][:8]
+        )
+        print(
+            "    block %-4d %-5s to %-6s at %s"
+            % (entry["height"], entry["acquired_by"], owner, when(entry["at"]))
+        )
+    print(
+        "  collection: minted %d of %d"
+        % (tour.call("/v1/collections/" + collection)[1]["minted"], 100)
+    )
 
 
 if __name__ == "__main__":

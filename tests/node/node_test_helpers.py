@@ -44,7 +44,9 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: floa
     return predicate()
 
 
-async def async_wait_until(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.02) -> bool:
+async def async_wait_until(
+    predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.02
+) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():
@@ -56,7 +58,6 @@ async def async_wait_until(predicate: Callable[[], bool], timeout_s: float, inte
 # ---- transactions on the development chain ------------------------------------------------
 
 
-
 DEVNET = "yuxi-devnet"
 
 
@@ -65,11 +66,27 @@ def user_key(label: str) -> SigningKey:
 
 
 def signed(key: SigningKey, tx_type: str, nonce: int, body: dict, chain_id: str = DEVNET) -> dict:
-    return sign_tx({"chain_id": chain_id, "type": tx_type, "sender": key.public_key, "nonce": nonce, "body": body}, key)
+    return sign_tx(
+        {
+            "chain_id": chain_id,
+            "type": tx_type,
+            "sender": key.public_key,
+            "nonce": nonce,
+            "body": body,
+        },
+        key,
+    )
 
 
-def register(authority: SigningKey, nonce: int, account: str, birth_date: str = "1990-05-17") -> dict:
-    return signed(authority, "register_account", nonce, {"account": account, "birth_date": birth_date, "kyc_ref": "ab" * 32})
+def register(
+    authority: SigningKey, nonce: int, account: str, birth_date: str = "1990-05-17"
+) -> dict:
+    return signed(
+        authority,
+        "register_account",
+        nonce,
+        {"account": account, "birth_date": birth_date, "kyc_ref": "ab" * 32},
+    )
 
 
 # ---- real node processes on loopback ------------------------------------------------------

@@ -53,7 +53,8 @@ class Chain:
 
     def submit_registration(self, node_index: int, label: str) -> str:
         status, answer = http_json(
-            self.urls[node_index] + "/v1/transactions", register(AUTHORITY, self.nonce, user_key(label).public_key)
+            self.urls[node_index] + "/v1/transactions",
+            register(AUTHORITY, self.nonce, user_key(label).public_key),
         )
         assert status == 202, answer
         self.nonce += 1
@@ -68,7 +69,9 @@ class Chain:
 
     def log_tail(self) -> str:
         return "\n".join(
-            "== %s\n%s" % (home.name, (home / "node.log").read_text()[-3000:]) for home in self.homes if (home / "node.log").exists()
+            "== %s\n%s" % (home.name, (home / "node.log").read_text()[-3000:])
+            for home in self.homes
+            if (home / "node.log").exists()
         )
 
 
@@ -90,7 +93,9 @@ def test_chain_commits_survives_a_kill_catches_up_and_resumes(chain: Chain, tmp_
 
     # A transaction submitted to any node gets committed, and every node sees it.
     ids = [chain.submit_registration(index, "any-%d" % index) for index in range(COUNT)]
-    assert wait_until(lambda: all(chain.committed(url, tx_id) for url in chain.urls for tx_id in ids), 30), chain.log_tail()
+    assert wait_until(
+        lambda: all(chain.committed(url, tx_id) for url in chain.urls for tx_id in ids), 30
+    ), chain.log_tail()
 
     # Load on three nodes while the fourth is killed with SIGKILL.
     stop_load = threading.Event()
@@ -111,7 +116,9 @@ def test_chain_commits_survives_a_kill_catches_up_and_resumes(chain: Chain, tmp_
     time.sleep(0.5)
     chain.kill(3)
     height_at_kill = max(rpc_height(url) for url in chain.urls[:3])
-    assert wait_until(lambda: all(rpc_height(url) >= height_at_kill + 5 for url in chain.urls[:3]), 40), chain.log_tail()
+    assert wait_until(
+        lambda: all(rpc_height(url) >= height_at_kill + 5 for url in chain.urls[:3]), 40
+    ), chain.log_tail()
     stop_load.set()
     loader.join(timeout=10)
     assert load_ids
@@ -147,7 +154,10 @@ def test_chain_commits_survives_a_kill_catches_up_and_resumes(chain: Chain, tmp_
     assert wait_until(lambda: rpc_height(follower_url) >= target, 60), chain.log_tail()
     assert block_hash(follower_url, target) == block_hash(chain.urls[0], target)
     assert http_json(follower_url + "/v1/accounts/" + user_key("any-0").public_key)[0] == 200
-    status, answer = http_json(follower_url + "/v1/transactions", register(AUTHORITY, chain.nonce, user_key("via-follower").public_key))
+    status, answer = http_json(
+        follower_url + "/v1/transactions",
+        register(AUTHORITY, chain.nonce, user_key("via-follower").public_key),
+    )
     assert status == 202
     chain.nonce += 1
     forwarded = answer["id"]  # type: ignore[index]
@@ -160,7 +170,9 @@ def test_chain_commits_survives_a_kill_catches_up_and_resumes(chain: Chain, tmp_
     assert chain.stop_all() == [0, 0, 0, 0]
     for index in range(COUNT):
         chain.start(index)
-    assert wait_until(lambda: all(rpc_height(url) >= height_before + 2 for url in chain.urls), 60), chain.log_tail()
+    assert wait_until(
+        lambda: all(rpc_height(url) >= height_before + 2 for url in chain.urls), 60
+    ), chain.log_tail()
     assert block_hash(chain.urls[2], height_before - 1) == hash_before
     after = chain.submit_registration(2, "after-restart")
     assert wait_until(lambda: chain.committed(chain.urls[0], after), 30), chain.log_tail()
@@ -173,7 +185,9 @@ def test_whole_chain_killed_with_sigkill_mid_load_restarts_consistent(chain: Cha
     assert wait_until(lambda: all(rpc_height(url) >= 1 for url in chain.urls), 30), chain.log_tail()
     for round_number in range(2):
         for step in range(25):
-            last_accepted = chain.submit_registration(step % COUNT, "crash-%d-%d" % (round_number, step))
+            last_accepted = chain.submit_registration(
+                step % COUNT, "crash-%d-%d" % (round_number, step)
+            )
             time.sleep(0.01)
         time.sleep(0.1 * round_number)
         for index in list(chain.processes):
@@ -181,9 +195,13 @@ def test_whole_chain_killed_with_sigkill_mid_load_restarts_consistent(chain: Cha
         for index in range(COUNT):
             chain.start(index)
         # What a node answered 202 for before the crash is kept and still gets committed.
-        assert wait_until(lambda: chain.committed(chain.urls[0], last_accepted), 40), chain.log_tail()
+        assert wait_until(lambda tx_id=last_accepted: chain.committed(chain.urls[0], tx_id), 40), (
+            chain.log_tail()
+        )
     target = max(rpc_height(url) for url in chain.urls) + 3
-    assert wait_until(lambda: all(rpc_height(url) >= target for url in chain.urls), 40), chain.log_tail()
+    assert wait_until(lambda: all(rpc_height(url) >= target for url in chain.urls), 40), (
+        chain.log_tail()
+    )
     for height in range(1, target + 1):
         hashes = {block_hash(url, height) for url in chain.urls}
         assert len(hashes) == 1 and None not in hashes, (height, hashes)

@@ -18,7 +18,14 @@ from node.testnet import prepare_testnet
 
 
 def run_yuxi(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(yuxi_command(*args), cwd=REPO, capture_output=True, text=True, timeout=timeout_s, check=False)
+    return subprocess.run(
+        yuxi_command(*args),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+        check=False,
+    )
 
 
 def test_keygen_writes_a_private_key_file_and_prints_the_public_key(tmp_path: Path) -> None:
@@ -41,23 +48,49 @@ def test_genesis_from_key_files_and_the_dev_chain(tmp_path: Path) -> None:
         keys.append(result.stdout.strip())
     out = tmp_path / "genesis.json"
     result = run_yuxi(
-        "genesis", "--out", str(out), "--chain-id", "acme-main",
-        "--validator", "%s,alpha,10.0.0.1:8700" % (tmp_path / "v1.json"),
-        "--validator", "%s,beta,10.0.0.2:8700" % keys[1],
-        "--role", "governor=%s" % keys[2], "--role", "kyc_authority=%s" % (tmp_path / "authority.json"),
-        "--param", "min_age_years=16",
+        "genesis",
+        "--out",
+        str(out),
+        "--chain-id",
+        "acme-main",
+        "--validator",
+        "%s,alpha,10.0.0.1:8700" % (tmp_path / "v1.json"),
+        "--validator",
+        "%s,beta,10.0.0.2:8700" % keys[1],
+        "--role",
+        "governor=%s" % keys[2],
+        "--role",
+        "kyc_authority=%s" % (tmp_path / "authority.json"),
+        "--param",
+        "min_age_years=16",
     )
     assert result.returncode == 0, result.stderr
     genesis = json.loads(out.read_text())
     assert [v["pubkey"] for v in genesis["validators"]] == keys[:2]
     assert genesis["accounts"] == [{"account": keys[2], "roles": ["governor", "kyc_authority"]}]
     dev = run_yuxi("genesis", "--dev", "--out", str(tmp_path / "dev.json"))
-    assert dev.returncode == 0 and json.loads((tmp_path / "dev.json").read_text())["chain_id"] == "yuxi-devnet"
-    bad = run_yuxi("genesis", "--out", str(tmp_path / "bad.json"), "--chain-id", "x", "--validator", "nonsense")
+    assert (
+        dev.returncode == 0
+        and json.loads((tmp_path / "dev.json").read_text())["chain_id"] == "yuxi-devnet"
+    )
+    bad = run_yuxi(
+        "genesis", "--out", str(tmp_path / "bad.json"), "--chain-id", "x", "--validator", "nonsense"
+    )
     assert bad.returncode == 1 and bad.stderr.startswith("error: ")
 
 
-@pytest.mark.parametrize("problem", ["no_home", "no_config", "broken_config", "no_key", "broken_key", "broken_genesis", "port_in_use"])
+@pytest.mark.parametrize(
+    "problem",
+    [
+        "no_home",
+        "no_config",
+        "broken_config",
+        "no_key",
+        "broken_key",
+        "broken_genesis",
+        "port_in_use",
+    ],
+)
 def test_node_run_explains_setup_problems_in_one_line(tmp_path: Path, problem: str) -> None:
     """A missing or broken config, key or genesis, or a port in use, stops `node run` with one clear line."""
     base_port = free_base_port(1)
@@ -102,7 +135,11 @@ def test_node_run_explains_setup_problems_in_one_line(tmp_path: Path, problem: s
 def test_follower_config_needs_a_follow_url(tmp_path: Path) -> None:
     """A follower without `follow` is refused with a clear line."""
     home = prepare_testnet(1, tmp_path / "net", free_base_port(1))[0]
-    (home / "config.toml").write_text(render_config(mode="follower", moniker="f", rpc_listen="127.0.0.1:1", peer_listen="127.0.0.1:2"))
+    (home / "config.toml").write_text(
+        render_config(
+            mode="follower", moniker="f", rpc_listen="127.0.0.1:1", peer_listen="127.0.0.1:2"
+        )
+    )
     result = run_yuxi("node", "run", "--home", str(home))
     assert result.returncode == 1 and "follow" in result.stderr
 
@@ -117,7 +154,11 @@ def test_testnet_runs_processes_stops_on_sigterm_and_resumes(tmp_path: Path) -> 
     def start() -> subprocess.Popen[str]:
         return subprocess.Popen(
             yuxi_command("testnet", "--dir", str(directory), "--base-port", str(base_port)),
-            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
         )
 
     process = start()

@@ -33,26 +33,42 @@ GENESIS = devnet_genesis(1, time.time_ns() // 1_000_000 - 1000, 9000)
 def _runtime(mode: str) -> NodeRuntime:
     home = Path(tempfile.mkdtemp(prefix="yuxi-follow-test-"))
     (home / "config.toml").write_text(
-        render_config(mode=mode, moniker=mode, rpc_listen="127.0.0.1:1", peer_listen="127.0.0.1:2", follow="http://127.0.0.1:1")
+        render_config(
+            mode=mode,
+            moniker=mode,
+            rpc_listen="127.0.0.1:1",
+            peer_listen="127.0.0.1:2",
+            follow="http://127.0.0.1:1",
+        )
     )
     genesis = load_genesis(GENESIS)
     config = load_config(home)
-    return NodeRuntime(config, genesis, VALIDATOR if mode == "validator" else None, open_storage(config, genesis))
+    return NodeRuntime(
+        config, genesis, VALIDATOR if mode == "validator" else None, open_storage(config, genesis)
+    )
 
 
 def _commit_block(runtime: NodeRuntime) -> None:
     app = runtime.app
     height = app.committed_height() + 1
-    block = app.propose(height, max(runtime.clock.now_ms(), app.last_header()["time"] + 1), VALIDATOR.public_key)
+    block = app.propose(
+        height, max(runtime.clock.now_ms(), app.last_header()["time"] + 1), VALIDATOR.public_key
+    )
     signature = VALIDATOR.sign(commit_payload(DEVNET, height, 0, block.hash))
-    app.commit(block, CommitCertificate(height, 0, block.hash, ((VALIDATOR.public_key, signature),)))
+    app.commit(
+        block, CommitCertificate(height, 0, block.hash, ((VALIDATOR.public_key, signature),))
+    )
 
 
-async def _follow(upstream: web.Application, follower: NodeRuntime, until_height: int, timeout_s: float) -> bool:
+async def _follow(
+    upstream: web.Application, follower: NodeRuntime, until_height: int, timeout_s: float
+) -> bool:
     server = TestServer(upstream)
     await server.start_server()
     stop = asyncio.Event()
-    task = asyncio.create_task(Follower(app=follower.app, follow_url=str(server.make_url("")).rstrip("/")).run(stop))
+    task = asyncio.create_task(
+        Follower(app=follower.app, follow_url=str(server.make_url("")).rstrip("/")).run(stop)
+    )
     try:
         return await async_wait_until(lambda: follower.storage.height() >= until_height, timeout_s)
     finally:
@@ -98,7 +114,10 @@ async def test_follower_refuses_forged_certificates_and_tampered_blocks() -> Non
         forged = copy.deepcopy(genuine)
         impostor = devnet_validator_key(9)
         forged["commit"]["signatures"] = [
-            {"validator": impostor.public_key, "signature": impostor.sign(commit_payload(DEVNET, 1, 0, genuine["hash"]))}
+            {
+                "validator": impostor.public_key,
+                "signature": impostor.sign(commit_payload(DEVNET, 1, 0, genuine["hash"])),
+            }
         ]
         tampered = copy.deepcopy(genuine)
         tampered["txs"][0]["body"]["birth_date"] = "2001-01-01"

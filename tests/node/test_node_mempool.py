@@ -22,11 +22,17 @@ class Accounts:
         return self.nonces.get(account)
 
 
-def make_pool(max_txs: int = 100, max_per_sender: int = 10) -> tuple[Mempool, Accounts, SignatureCache]:
+def make_pool(
+    max_txs: int = 100, max_per_sender: int = 10
+) -> tuple[Mempool, Accounts, SignatureCache]:
     accounts = Accounts()
     signatures = SignatureCache()
     pool = Mempool(
-        chain_id="yuxi-devnet", account_nonce=accounts.nonce, signatures=signatures, max_txs=max_txs, max_per_sender=max_per_sender
+        chain_id="yuxi-devnet",
+        account_nonce=accounts.nonce,
+        signatures=signatures,
+        max_txs=max_txs,
+        max_per_sender=max_per_sender,
     )
     return pool, accounts, signatures
 
@@ -39,7 +45,10 @@ def test_reap_takes_consecutive_nonces_and_holds_gaps_back() -> None:
     """A block gets nonces 0,1 but not 3 while 2 is missing; once 2 arrives all follow in order."""
     pool, _, _ = make_pool()
     for nonce in (3, 0, 1):
-        pool.admit(register(AUTHORITY, nonce, user_key("n%d" % nonce).public_key), is_committed=never_committed)
+        pool.admit(
+            register(AUTHORITY, nonce, user_key("n%d" % nonce).public_key),
+            is_committed=never_committed,
+        )
     assert [tx.nonce for tx in pool.reap(100)] == [0, 1]
     pool.admit(register(AUTHORITY, 2, user_key("n2").public_key), is_committed=never_committed)
     assert [tx.nonce for tx in pool.reap(100)] == [0, 1, 2, 3]
@@ -49,9 +58,15 @@ def test_reap_takes_consecutive_nonces_and_holds_gaps_back() -> None:
 def test_commit_evicts_included_and_stale_transactions() -> None:
     """After a commit the included transactions and any now-stale ones leave the pool."""
     pool, accounts, _ = make_pool()
-    first = pool.admit(register(AUTHORITY, 0, user_key("a").public_key), is_committed=never_committed).tx
-    rival = pool.admit(register(AUTHORITY, 0, user_key("b").public_key), is_committed=never_committed).tx
-    later = pool.admit(register(AUTHORITY, 1, user_key("c").public_key), is_committed=never_committed).tx
+    first = pool.admit(
+        register(AUTHORITY, 0, user_key("a").public_key), is_committed=never_committed
+    ).tx
+    rival = pool.admit(
+        register(AUTHORITY, 0, user_key("b").public_key), is_committed=never_committed
+    ).tx
+    later = pool.admit(
+        register(AUTHORITY, 1, user_key("c").public_key), is_committed=never_committed
+    ).tx
     accounts.nonces[AUTHORITY.public_key] = 1
     pool.remove_committed([first.id], [AUTHORITY.public_key])
     assert first.id not in pool and rival.id not in pool and later.id in pool
@@ -62,7 +77,10 @@ def test_bounds_per_sender_and_in_total() -> None:
     """Past the per-sender or total bound admission answers 503 mempool_full."""
     pool, _, _ = make_pool(max_txs=100, max_per_sender=2)
     for nonce in range(2):
-        pool.admit(register(AUTHORITY, nonce, user_key("x%d" % nonce).public_key), is_committed=never_committed)
+        pool.admit(
+            register(AUTHORITY, nonce, user_key("x%d" % nonce).public_key),
+            is_committed=never_committed,
+        )
     with pytest.raises(RpcError) as caught:
         pool.admit(register(AUTHORITY, 2, user_key("x2").public_key), is_committed=never_committed)
     assert (caught.value.status, caught.value.code) == (503, "mempool_full")
@@ -76,7 +94,9 @@ def test_resubmission_is_idempotent_and_signatures_are_checked_once() -> None:
     second = pool.admit(tx, is_committed=never_committed)
     assert first.is_new and not second.is_new and first.tx.id == second.tx.id and len(pool) == 1
     assert first.tx.id + first.tx.signature in signatures
-    committed = pool.admit(register(AUTHORITY, 5, user_key("old").public_key), is_committed=lambda tx_id: True)
+    committed = pool.admit(
+        register(AUTHORITY, 5, user_key("old").public_key), is_committed=lambda tx_id: True
+    )
     assert not committed.is_new and len(pool) == 1
 
 
@@ -111,14 +131,33 @@ def test_pending_transactions_survive_a_restart_minus_committed_and_stale() -> N
     """Admitted transactions are kept; a new pool restores them, dropping those committed or stale meanwhile."""
     store = DictStore()
     accounts = Accounts()
-    pool = Mempool(chain_id="yuxi-devnet", account_nonce=accounts.nonce, signatures=SignatureCache(),
-                   max_txs=100, max_per_sender=10, store=store)
-    txs = [pool.admit(register(AUTHORITY, nonce, user_key("r%d" % nonce).public_key), is_committed=never_committed).tx
-           for nonce in range(4)]
+    pool = Mempool(
+        chain_id="yuxi-devnet",
+        account_nonce=accounts.nonce,
+        signatures=SignatureCache(),
+        max_txs=100,
+        max_per_sender=10,
+        store=store,
+    )
+    txs = [
+        pool.admit(
+            register(AUTHORITY, nonce, user_key("r%d" % nonce).public_key),
+            is_committed=never_committed,
+        ).tx
+        for nonce in range(4)
+    ]
     assert len(store.entries) == 4
-    accounts.nonces[AUTHORITY.public_key] = 2  # nonces 0 and 1 were committed while the node was down
-    restarted = Mempool(chain_id="yuxi-devnet", account_nonce=accounts.nonce, signatures=SignatureCache(),
-                        max_txs=100, max_per_sender=10, store=store)
+    accounts.nonces[AUTHORITY.public_key] = (
+        2  # nonces 0 and 1 were committed while the node was down
+    )
+    restarted = Mempool(
+        chain_id="yuxi-devnet",
+        account_nonce=accounts.nonce,
+        signatures=SignatureCache(),
+        max_txs=100,
+        max_per_sender=10,
+        store=store,
+    )
     assert restarted.restore(is_committed=lambda tx_id: tx_id == txs[0].id) == 2
     assert [tx.nonce for tx in restarted.reap(10)] == [2, 3]
     assert set(store.entries) == {txs[2].id, txs[3].id}
@@ -130,8 +169,12 @@ def test_pending_transactions_survive_a_restart_minus_committed_and_stale() -> N
 def test_a_block_transaction_matches_a_pending_one_only_if_identical_in_type() -> None:
     """known_parsed() reuses a pending transaction only for an exact match, never for True standing in for 1."""
     pool, _, _ = make_pool()
-    tx = pool.admit(register(AUTHORITY, 1, user_key("typed").public_key), is_committed=never_committed).tx
+    tx = pool.admit(
+        register(AUTHORITY, 1, user_key("typed").public_key), is_committed=never_committed
+    ).tx
     assert pool.known_parsed(tx.to_dict()) is tx
     assert pool.known_parsed(dict(tx.to_dict(), nonce=True)) is None
-    assert pool.known_parsed(dict(tx.to_dict(), body=dict(tx.body, birth_date="1990-01-01"))) is None
+    assert (
+        pool.known_parsed(dict(tx.to_dict(), body=dict(tx.body, birth_date="1990-01-01"))) is None
+    )
     assert pool.known_parsed("not a map") is None

@@ -19,7 +19,9 @@ def _key(i: int) -> SigningKey:
 
 
 class _Node:
-    def __init__(self, key: SigningKey, port: int, endpoints: dict[str, str], genesis: str = GENESIS) -> None:
+    def __init__(
+        self, key: SigningKey, port: int, endpoints: dict[str, str], genesis: str = GENESIS
+    ) -> None:
         self.key = key
         self.port = port
         self.received: list[tuple[str, int, bytes]] = []
@@ -71,7 +73,10 @@ async def test_unknown_key_and_other_chain_are_refused() -> None:
     """A key outside the validator set, or a node of another genesis, never gets a message through."""
     keys = [_key(0), _key(1), _key(2)]
     ports = free_ports(3)
-    validators = {keys[0].public_key: "127.0.0.1:%d" % ports[0], keys[1].public_key: "127.0.0.1:%d" % ports[1]}
+    validators = {
+        keys[0].public_key: "127.0.0.1:%d" % ports[0],
+        keys[1].public_key: "127.0.0.1:%d" % ports[1],
+    }
     honest = _Node(keys[0], ports[0], validators)
     stranger_view = dict(validators)
     stranger_view[keys[2].public_key] = "127.0.0.1:%d" % ports[2]

@@ -42,7 +42,9 @@ class Node:
         time_ms = max(self.runtime.clock.now_ms(), app.last_header()["time"] + 1)
         block = app.propose(height, time_ms, VALIDATOR.public_key)
         signature = VALIDATOR.sign(commit_payload(DEVNET, height, 0, block.hash))
-        app.commit(block, CommitCertificate(height, 0, block.hash, ((VALIDATOR.public_key, signature),)))
+        app.commit(
+            block, CommitCertificate(height, 0, block.hash, ((VALIDATOR.public_key, signature),))
+        )
         return height
 
     async def post(self, path: str, value: object) -> tuple[int, dict]:
@@ -54,9 +56,13 @@ class Node:
         return response.status, await response.json()
 
 
-async def _start_node(extra_config: str = "", dev: bool = True, max_txs: int = 1000) -> tuple[TestClient, NodeRuntime]:
+async def _start_node(
+    extra_config: str = "", dev: bool = True, max_txs: int = 1000
+) -> tuple[TestClient, NodeRuntime]:
     home = Path(tempfile.mkdtemp(prefix="yuxi-rpc-test-"))
-    config_text = render_config(mode="validator", moniker="n0", rpc_listen="127.0.0.1:1", peer_listen="127.0.0.1:2")
+    config_text = render_config(
+        mode="validator", moniker="n0", rpc_listen="127.0.0.1:1", peer_listen="127.0.0.1:2"
+    )
     config_text = config_text.replace("max_txs = 50000", "max_txs = %d" % max_txs) + extra_config
     (home / "config.toml").write_text(config_text)
     genesis_obj = devnet_genesis(1, time.time_ns() // 1_000_000 - 1000, 9000)
@@ -89,10 +95,22 @@ async def _with_users(node: Node, *labels: str) -> list:
     return keys
 
 
-async def _collection_with_tokens(node: Node, owner: str, count: int, nonce: int, collection: str = "moon-rabbit") -> None:
-    body = {"collection": collection, "name": "Moon Rabbit", "max_supply": 1000, "transferable": True}
-    assert (await node.post("/v1/transactions", signed(AUTHORITY, "create_collection", nonce, body)))[0] == 202
-    items = [{"serial": serial, "owner": owner, "content_hash": "cd" * 32} for serial in range(1, count + 1)]
+async def _collection_with_tokens(
+    node: Node, owner: str, count: int, nonce: int, collection: str = "moon-rabbit"
+) -> None:
+    body = {
+        "collection": collection,
+        "name": "Moon Rabbit",
+        "max_supply": 1000,
+        "transferable": True,
+    }
+    assert (
+        await node.post("/v1/transactions", signed(AUTHORITY, "create_collection", nonce, body))
+    )[0] == 202
+    items = [
+        {"serial": serial, "owner": owner, "content_hash": "cd" * 32}
+        for serial in range(1, count + 1)
+    ]
     mint = signed(AUTHORITY, "mint", nonce + 1, {"collection": collection, "items": items})
     assert (await node.post("/v1/transactions", mint))[0] == 202
     node.commit_block()
@@ -109,7 +127,11 @@ async def test_submit_is_idempotent_and_the_transaction_is_tracked_to_commit(nod
     height = node.commit_block()
     status, committed = await node.get("/v1/transactions/" + first["id"])
     assert committed["status"] == "committed"
-    assert (committed["height"], committed["index"], committed["result"]["code"]) == (height, 0, "ok")
+    assert (committed["height"], committed["index"], committed["result"]["code"]) == (
+        height,
+        0,
+        "ok",
+    )
     assert await node.post("/v1/transactions", tx) == (202, first)
 
 
@@ -137,13 +159,17 @@ async def test_every_admission_error_has_its_code(node: Node, case: str, code: s
     elif case == "bad_body":
         tx = signed(AUTHORITY, "gift", 1, {"token": "no-serial", "to": node_user.public_key})
     elif case == "too_large":
-        tx = signed(AUTHORITY, "propose", 1, {"action": "set_params", "args": {"pad": "x" * 17_000}})
+        tx = signed(
+            AUTHORITY, "propose", 1, {"action": "set_params", "args": {"pad": "x" * 17_000}}
+        )
     elif case == "wrong_chain":
         tx = signed(AUTHORITY, "register_account", 1, good["body"], chain_id="other-chain")
     elif case == "bad_signature":
         tx = dict(good, signature="00" * 64)
     elif case == "unknown_sender":
-        tx = signed(user_key("nobody"), "gift", 0, {"token": "moon-rabbit:1", "to": node_user.public_key})
+        tx = signed(
+            user_key("nobody"), "gift", 0, {"token": "moon-rabbit:1", "to": node_user.public_key}
+        )
     elif case == "stale_nonce":
         tx = register(AUTHORITY, 0, user_key("carol").public_key)
     else:
@@ -160,10 +186,14 @@ async def test_mempool_full_answers_503() -> None:
     try:
         ids = []
         for nonce in range(2):
-            status, answer = await node.post("/v1/transactions", register(AUTHORITY, nonce, user_key("u%d" % nonce).public_key))
+            status, answer = await node.post(
+                "/v1/transactions", register(AUTHORITY, nonce, user_key("u%d" % nonce).public_key)
+            )
             assert status == 202
             ids.append(answer["id"])
-        status, answer = await node.post("/v1/transactions", register(AUTHORITY, 2, user_key("u2").public_key))
+        status, answer = await node.post(
+            "/v1/transactions", register(AUTHORITY, 2, user_key("u2").public_key)
+        )
         assert (status, answer["error"]["code"]) == (503, "mempool_full")
         for tx_id in ids:
             assert (await node.get("/v1/transactions/" + tx_id))[1]["status"] == "pending"
@@ -184,16 +214,25 @@ async def test_mempool_full_answers_503() -> None:
         (b'"just a string"', "malformed"),
         (b'{"chain_id": null}', "malformed"),
         (b"\xff\xfe", "malformed"),
-        (b'{"chain_id": "yuxi-devnet", "type": "gift", "sender": 5, "nonce": "x", "body": []}', "malformed"),
+        (
+            b'{"chain_id": "yuxi-devnet", "type": "gift", "sender": 5, "nonce": "x", "body": []}',
+            "malformed",
+        ),
         (b'{"transactions": []}', "malformed"),
         (b'{"transactions": "x"}', "malformed"),
     ],
 )
-async def test_bad_input_gets_a_clear_error_and_loses_nothing(node: Node, body: bytes, code: str) -> None:
+async def test_bad_input_gets_a_clear_error_and_loses_nothing(
+    node: Node, body: bytes, code: str
+) -> None:
     """Empty, truncated, duplicate-key, float, null and wrong-typed bodies get 400; accepted txs survive."""
-    status, accepted = await node.post("/v1/transactions", register(AUTHORITY, 0, user_key("dave").public_key))
+    status, accepted = await node.post(
+        "/v1/transactions", register(AUTHORITY, 0, user_key("dave").public_key)
+    )
     assert status == 202
-    response = await node.client.post("/v1/transactions", data=body, headers={"Content-Type": "application/json"})
+    response = await node.client.post(
+        "/v1/transactions", data=body, headers={"Content-Type": "application/json"}
+    )
     answer = await response.json()
     assert response.status == 400 and answer["error"]["code"] == code
     assert (await node.get("/v1/transactions/" + accepted["id"]))[1]["status"] == "pending"
@@ -216,7 +255,11 @@ async def test_batch_answers_in_order_with_errors_in_place(node: Node) -> None:
     assert status == 202
     results = answer
     assert [item.get("status") or item["error"]["code"] for item in results] == [
-        "pending", "bad_signature", "pending", "malformed", "pending"
+        "pending",
+        "bad_signature",
+        "pending",
+        "malformed",
+        "pending",
     ]
     node.commit_block()
     assert (await node.get("/v1/accounts/" + AUTHORITY.public_key))[1]["nonce"] == 3
@@ -241,13 +284,20 @@ async def test_check_reports_holding_period_with_eligible_at(node: Node) -> None
     alice, bob = await _with_users(node, "alice", "bob")
     await _collection_with_tokens(node, alice.public_key, 1, nonce=2)
     token = (await node.get("/v1/tokens/moon-rabbit/1"))[1]
-    gift = {"chain_id": DEVNET, "type": "gift", "sender": alice.public_key, "nonce": 0,
-            "body": {"token": "moon-rabbit:1", "to": bob.public_key}}
+    gift = {
+        "chain_id": DEVNET,
+        "type": "gift",
+        "sender": alice.public_key,
+        "nonce": 0,
+        "body": {"token": "moon-rabbit:1", "to": bob.public_key},
+    }
     status, answer = await node.post("/v1/transactions/check", gift)
     assert status == 200
     assert answer["result"]["code"] == "holding_period"
     assert answer["result"]["eligible_at"] == token["held_since"] + 180 * DAY_MS
-    status, answer = await node.post("/v1/transactions/check", signed(alice, "gift", 0, gift["body"]) | {"signature": "00" * 64})
+    status, answer = await node.post(
+        "/v1/transactions/check", signed(alice, "gift", 0, gift["body"]) | {"signature": "00" * 64}
+    )
     assert (status, answer["error"]["code"]) == (400, "bad_signature")
 
 
@@ -257,12 +307,22 @@ async def test_reads_of_accounts_tokens_and_collections(node: Node) -> None:
     await _collection_with_tokens(node, alice.public_key, 5, nonce=1)
     status, account = await node.get("/v1/accounts/" + alice.public_key)
     assert status == 200
-    assert set(account) == {"account", "nonce", "authenticated", "birth_date", "roles", "sanctions", "token_count"}
+    assert set(account) == {
+        "account",
+        "nonce",
+        "authenticated",
+        "birth_date",
+        "roles",
+        "sanctions",
+        "token_count",
+    }
     assert account["token_count"] == 5 and account["authenticated"] is True
     seen: list[str] = []
     cursor = ""
     for _ in range(10):
-        status, page = await node.get("/v1/accounts/%s/tokens?limit=2&cursor=%s" % (alice.public_key, cursor))
+        status, page = await node.get(
+            "/v1/accounts/%s/tokens?limit=2&cursor=%s" % (alice.public_key, cursor)
+        )
         assert status == 200 and len(page["tokens"]) <= 2
         seen += page["tokens"]
         if page["next"] is None:
@@ -273,13 +333,26 @@ async def test_reads_of_accounts_tokens_and_collections(node: Node) -> None:
     assert status == 200 and token["owner"] == alice.public_key and token["acquired_by"] == "mint"
     assert token["history"][0]["owner"] == alice.public_key
     status, collection = await node.get("/v1/collections/moon-rabbit")
-    assert status == 200 and collection["issuer"] == AUTHORITY.public_key and collection["minted"] == 5
-    for path in ("/v1/accounts/" + "0" * 64, "/v1/tokens/moon-rabbit/99", "/v1/collections/nothing-here",
-                 "/v1/transactions/" + "0" * 64, "/v1/blocks/99", "/v1/no/such/route"):
+    assert (
+        status == 200 and collection["issuer"] == AUTHORITY.public_key and collection["minted"] == 5
+    )
+    for path in (
+        "/v1/accounts/" + "0" * 64,
+        "/v1/tokens/moon-rabbit/99",
+        "/v1/collections/nothing-here",
+        "/v1/transactions/" + "0" * 64,
+        "/v1/blocks/99",
+        "/v1/no/such/route",
+    ):
         status, answer = await node.get(path)
         assert status == 404 and answer["error"]["code"] == "not_found", path
-    for path in ("/v1/accounts/XYZ", "/v1/transactions/abc", "/v1/blocks/abc",
-                 "/v1/accounts/%s/tokens?limit=0" % alice.public_key, "/v1/accounts/%s/tokens?limit=x" % alice.public_key):
+    for path in (
+        "/v1/accounts/XYZ",
+        "/v1/transactions/abc",
+        "/v1/blocks/abc",
+        "/v1/accounts/%s/tokens?limit=0" % alice.public_key,
+        "/v1/accounts/%s/tokens?limit=x" % alice.public_key,
+    ):
         status, answer = await node.get(path)
         assert status == 400 and answer["error"]["code"] == "bad_request", path
 
@@ -292,25 +365,41 @@ async def test_blocks_status_params_and_metrics(node: Node) -> None:
     node.commit_block()
     status, block = await node.get("/v1/blocks/1")
     assert status == 200 and block["txs"] == [tx_id] and block["results"] == ["ok"]
-    assert block["commit"]["view"] == 0 and block["commit"]["signatures"][0]["validator"] == VALIDATOR.public_key
+    assert (
+        block["commit"]["view"] == 0
+        and block["commit"]["signatures"][0]["validator"] == VALIDATOR.public_key
+    )
     assert (await node.get("/v1/blocks/latest"))[1] == block
     assert (await node.get("/v1/blocks/1?txs=full"))[1]["txs"] == [tx]
     status, answer = await node.get("/v1/status")
-    assert answer["chain_id"] == DEVNET and answer["height"] == 1 and answer["hash"] == block["hash"]
-    assert answer["node"] == VALIDATOR.public_key and answer["syncing"] is False and "view" in answer
+    assert (
+        answer["chain_id"] == DEVNET and answer["height"] == 1 and answer["hash"] == block["hash"]
+    )
+    assert (
+        answer["node"] == VALIDATOR.public_key and answer["syncing"] is False and "view" in answer
+    )
     status, params = await node.get("/v1/params")
     assert params["params"]["first_hold_days"] == 180 and params["history"][0]["height"] == 0
     response = await node.client.get("/metrics")
     text = await response.text()
-    for name in ("yuxi_height 1.0", "yuxi_view", "yuxi_commits_total 1.0", "yuxi_view_changes_total",
-                 "yuxi_mempool_size", "yuxi_peer_count", "yuxi_rpc_latency_seconds"):
+    for name in (
+        "yuxi_height 1.0",
+        "yuxi_view",
+        "yuxi_commits_total 1.0",
+        "yuxi_view_changes_total",
+        "yuxi_mempool_size",
+        "yuxi_peer_count",
+        "yuxi_rpc_latency_seconds",
+    ):
         assert name in text, name
 
 
 async def test_events_resume_from_a_height_with_no_gaps(node: Node) -> None:
     """The events socket replays stored blocks from from_height, then follows new commits live."""
     for nonce in range(3):
-        await node.post("/v1/transactions", register(AUTHORITY, nonce, user_key("ev%d" % nonce).public_key))
+        await node.post(
+            "/v1/transactions", register(AUTHORITY, nonce, user_key("ev%d" % nonce).public_key)
+        )
         node.commit_block()
     async with node.client.ws_connect("/v1/events?from_height=2") as ws:
         first = await ws.receive_json(timeout=5)
@@ -354,10 +443,15 @@ async def test_bearer_tokens_and_rate_limits_for_writes() -> None:
         tx = register(AUTHORITY, 0, user_key("tok").public_key)
         response = await client.post("/v1/transactions", json=tx)
         assert response.status == 401
-        response = await client.post("/v1/transactions", json=tx, headers={"Authorization": "Bearer wrong-token-xxxxxxxx"})
+        response = await client.post(
+            "/v1/transactions", json=tx, headers={"Authorization": "Bearer wrong-token-xxxxxxxx"}
+        )
         assert response.status == 403
         headers = {"Authorization": "Bearer acme-secret-token-123"}
-        statuses = [(await client.post("/v1/transactions", json=tx, headers=headers)).status for _ in range(3)]
+        statuses = [
+            (await client.post("/v1/transactions", json=tx, headers=headers)).status
+            for _ in range(3)
+        ]
         assert statuses == [202, 202, 429]
         assert (await client.get("/v1/status")).status == 200  # reads stay open
     finally:
@@ -367,13 +461,19 @@ async def test_bearer_tokens_and_rate_limits_for_writes() -> None:
 
 async def _start_node_with_tokens(tokens_toml: str) -> tuple[TestClient, NodeRuntime]:
     home = Path(tempfile.mkdtemp(prefix="yuxi-rpc-test-"))
-    text = render_config(mode="validator", moniker="n0", rpc_listen="127.0.0.1:1", peer_listen="127.0.0.1:2")
+    text = render_config(
+        mode="validator", moniker="n0", rpc_listen="127.0.0.1:1", peer_listen="127.0.0.1:2"
+    )
     text = text.replace("[peers]", tokens_toml.strip() + "\n\n[peers]")
     (home / "config.toml").write_text(text)
     genesis = load_genesis(devnet_genesis(1, time.time_ns() // 1_000_000 - 1000, 9000))
     config = load_config(home)
     runtime = NodeRuntime(config, genesis, VALIDATOR, open_storage(config, genesis))
-    client = TestClient(TestServer(make_rpc_app(runtime.service, WriteGate(config.tokens, config.require_token_for_writes))))
+    client = TestClient(
+        TestServer(
+            make_rpc_app(runtime.service, WriteGate(config.tokens, config.require_token_for_writes))
+        )
+    )
     await client.start_server()
     return client, runtime
 

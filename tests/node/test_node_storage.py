@@ -19,8 +19,16 @@ KEY = devnet_validator_key(0)
 
 
 def _block(height: int, state_root: str) -> tuple[Block, CommitCertificate]:
-    header = {"chain_id": "yuxi-devnet", "height": height, "parent": "0" * 64, "time": 1000 + height,
-              "proposer": KEY.public_key, "tx_root": "1" * 64, "results_root": "2" * 64, "state_root": state_root}
+    header = {
+        "chain_id": "yuxi-devnet",
+        "height": height,
+        "parent": "0" * 64,
+        "time": 1000 + height,
+        "proposer": KEY.public_key,
+        "tx_root": "1" * 64,
+        "results_root": "2" * 64,
+        "state_root": state_root,
+    }
     block = Block(header=header, txs=())
     signature = KEY.sign(commit_payload("yuxi-devnet", height, 0, block.hash))
     return block, CommitCertificate(height, 0, block.hash, ((KEY.public_key, signature),))
@@ -32,15 +40,29 @@ def test_commit_writes_block_certificate_results_index_and_state_together(tmp_pa
     storage.write_genesis("g" * 64, {"account/a": {"nonce": 0}}, {}, "3" * 64)
     block, certificate = _block(1, "4" * 64)
     writes = {"account/a": {"nonce": 1}, "token/moon:1": {"owner": "a" * 64}, "gone": None}
-    storage.commit(block, certificate, [{"code": "ok", "message": ""}], writes, {b"n" * 32: b"node"}, ["f" * 64])
+    storage.commit(
+        block,
+        certificate,
+        [{"code": "ok", "message": ""}],
+        writes,
+        {b"n" * 32: b"node"},
+        ["f" * 64],
+    )
     storage.close()
     storage = Storage(tmp_path / "db")
     try:
-        assert storage.height() == 1 and storage.head_hash() == block.hash and storage.state_root() == "4" * 64
+        assert (
+            storage.height() == 1
+            and storage.head_hash() == block.hash
+            and storage.state_root() == "4" * 64
+        )
         assert storage.block(1) == block and storage.certificate(1) == certificate
         assert storage.results(1) == [{"code": "ok", "message": ""}]
         assert storage.tx_location("f" * 64) == (1, 0) and storage.height_of_hash(block.hash) == 1
-        assert storage.state_get("account/a") == {"nonce": 1} and storage.get_node(b"n" * 32) == b"node"
+        assert (
+            storage.state_get("account/a") == {"nonce": 1}
+            and storage.get_node(b"n" * 32) == b"node"
+        )
         assert storage.tokens_of("a" * 64, after=None, limit=10) == ["moon:1"]
         block2, certificate2 = _block(2, "5" * 64)
         storage.commit(block2, certificate2, [], {"token/moon:1": {"owner": "b" * 64}}, {}, [])
@@ -53,7 +75,12 @@ def test_commit_writes_block_certificate_results_index_and_state_together(tmp_pa
 def test_journal_survives_reopen_in_order_and_prunes_by_height(tmp_path: Path) -> None:
     """Journal records come back in write order after a reopen; pruning drops only decided heights."""
     storage = Storage(tmp_path / "db")
-    records = [{"height": 3, "kind": "prepare"}, {"height": 2, "kind": "late"}, {"height": 3, "kind": "commit"}, {"height": 4, "kind": "x"}]
+    records = [
+        {"height": 3, "kind": "prepare"},
+        {"height": 2, "kind": "late"},
+        {"height": 3, "kind": "commit"},
+        {"height": 4, "kind": "x"},
+    ]
     for record in records:
         storage.journal_append(record)
     storage.close()
@@ -72,7 +99,11 @@ def test_database_of_another_chain_is_refused(tmp_path: Path) -> None:
     """A data directory made for one genesis will not start with another, and proofs work from stored nodes."""
     home = tmp_path / "home"
     home.mkdir()
-    (home / "config.toml").write_text(render_config(mode="validator", moniker="n", rpc_listen="127.0.0.1:1", peer_listen="127.0.0.1:2"))
+    (home / "config.toml").write_text(
+        render_config(
+            mode="validator", moniker="n", rpc_listen="127.0.0.1:1", peer_listen="127.0.0.1:2"
+        )
+    )
     config = load_config(home)
     first = load_genesis(devnet_genesis(1, time.time_ns() // 1_000_000, 9000))
     storage = open_storage(config, first)
