@@ -61,8 +61,9 @@ CREATE TABLE token_ownership (
     content_hash   TEXT,                -- set on the mint row
     at_ms          INTEGER NOT NULL,    -- block time
     height         INTEGER NOT NULL,
+    position       INTEGER NOT NULL,    -- the transaction's index in the block
     tx_id          TEXT NOT NULL,
-    PRIMARY KEY (token, height, tx_id)
+    PRIMARY KEY (token, height, position)
 );
 CREATE TABLE sanctions (
     account  TEXT NOT NULL,
@@ -72,6 +73,7 @@ CREATE TABLE sanctions (
     until_ms INTEGER,                   -- for 'issued'; 0 = until lifted
     at_ms    INTEGER NOT NULL,
     height   INTEGER NOT NULL,
+    position INTEGER NOT NULL,          -- the transaction's index in the block
     tx_id    TEXT NOT NULL PRIMARY KEY,
     issuer   TEXT NOT NULL              -- the compliance account that sent it
 );
@@ -81,7 +83,11 @@ CREATE INDEX ownership_by_owner ON token_ownership (owner);
 CREATE INDEX sanctions_by_account ON sanctions (account, height);
 CREATE VIEW current_owners AS
     SELECT token, owner, acquired_by, at_ms, height FROM token_ownership AS t
-    WHERE height = (SELECT MAX(height) FROM token_ownership WHERE token = t.token);
+    WHERE NOT EXISTS (
+        SELECT 1 FROM token_ownership AS later
+        WHERE later.token = t.token
+          AND (later.height > t.height OR (later.height = t.height AND later.position > t.position))
+    );
 """
 
 COMMIT_EVERY_BLOCKS = 200
@@ -141,13 +147,13 @@ class SqliteExporter:
             ],
         )
         time_ms = header["time"]
-        for tx, result in zip(block.txs, block.results, strict=True):
+        for position, (tx, result) in enumerate(zip(block.txs, block.results, strict=True)):
             if result.code != "ok":
                 continue
             if tx.type == "mint":
                 collection = tx.body["collection"]
                 cursor.executemany(
-                    "INSERT INTO token_ownership VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO token_ownership VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     [
                         (
                             "%s:%d" % (collection, item["serial"]),
@@ -159,6 +165,7 @@ class SqliteExporter:
                             item["content_hash"],
                             time_ms,
                             block.height,
+                            position,
                             tx.id,
                         )
                         for item in tx.body["items"]
@@ -167,7 +174,7 @@ class SqliteExporter:
             elif tx.type == "gift":
                 collection, _, serial = tx.body["token"].partition(":")
                 cursor.execute(
-                    "INSERT INTO token_ownership VALUES (?,?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO token_ownership VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                     (
                         tx.body["token"],
                         collection,
@@ -178,12 +185,13 @@ class SqliteExporter:
                         None,
                         time_ms,
                         block.height,
+                        position,
                         tx.id,
                     ),
                 )
             elif tx.type == "sanction":
                 cursor.execute(
-                    "INSERT INTO sanctions VALUES (?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO sanctions VALUES (?,?,?,?,?,?,?,?,?,?)",
                     (
                         tx.body["account"],
                         tx.body["kind"],
@@ -192,13 +200,14 @@ class SqliteExporter:
                         tx.body["until"],
                         time_ms,
                         block.height,
+                        position,
                         tx.id,
                         tx.sender,
                     ),
                 )
             elif tx.type == "lift_sanction":
                 cursor.execute(
-                    "INSERT INTO sanctions VALUES (?,?,?,?,?,?,?,?,?)",
+                    "INSERT INTO sanctions VALUES (?,?,?,?,?,?,?,?,?,?)",
                     (
                         tx.body["account"],
                         tx.body["kind"],
@@ -207,6 +216,7 @@ class SqliteExporter:
                         None,
                         time_ms,
                         block.height,
+                        position,
                         tx.id,
                         tx.sender,
                     ),

@@ -97,10 +97,6 @@ class _Prepared:
     futures: list[Future[tuple[list[Checked], TxProblem | None]]]
 
 
-def _expected_height_of(source_block: SourceBlock) -> Any:
-    return source_block.header.get("height") if isinstance(source_block.header, dict) else None
-
-
 class _Replayer:
     def __init__(
         self,
@@ -176,7 +172,7 @@ class _Replayer:
         if not isinstance(header, dict):
             raise AuditError(expected, "header is not a map", check="header")
         height = header.get("height")
-        if height != expected:
+        if not isinstance(height, int) or isinstance(height, bool) or height != expected:
             raise AuditError(
                 expected,
                 "expected block %d next, the node gave block %r"
