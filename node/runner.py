@@ -20,11 +20,11 @@ from aiohttp import web
 from contracts.genesis import Genesis, GenesisError, genesis_writes, load_genesis
 from contracts.queries import validator_set_at
 from contracts.state_tree import EMPTY_ROOT, apply_changes
-from contracts.transactions import SignedTx, TxError, decode_tx
 from node.application import NodeApplication
 from node.clock import NodeClock
 from node.config import NodeConfig, load_config
 from node.errors import NodeSetupError
+from node.gossip import GossipBatcher, GossipError, decode_batch
 from node.keys import load_key_file
 from node.mempool import Mempool, SignatureCache
 from node.metrics import NodeMetrics
@@ -291,7 +291,8 @@ class NodeRuntime:
         self.service.current_view = lambda: replica.view
         self.service.syncing = lambda: driver.is_behind(self.service.last_block_time_ms())
         self.service.peer_count = lambda: peers.connected_peers
-        self.service.on_new_tx = lambda tx: peers.broadcast(KIND_TX, tx.encoded)
+        gossip = GossipBatcher(lambda frame: peers.broadcast(KIND_TX, frame))
+        self.service.on_new_tx = gossip.add
         peer_app = web.Application(client_max_size=1024)
         peers.add_routes(peer_app)
         peer_runner = web.AppRunner(peer_app, access_log=None, handle_signals=False)
@@ -310,12 +311,19 @@ class NodeRuntime:
 
     def _admit_gossip(self, data: bytes) -> None:
         try:
-            tx: SignedTx = decode_tx(data)
-            self.mempool.admit_parsed(
-                tx, is_committed=lambda tx_id: self.storage.tx_location(tx_id) is not None
-            )
-        except (TxError, RpcError):
-            pass  # a peer's stale or invalid gossip: the submitter already got the answer
+            txs = decode_batch(data)
+        except GossipError as exc:
+            log.debug("dropped a gossip frame: %s", exc)
+            return
+        for tx in txs:
+            if tx is None:
+                continue
+            try:
+                self.mempool.admit_parsed(
+                    tx, is_committed=lambda tx_id: self.storage.tx_location(tx_id) is not None
+                )
+            except RpcError:
+                pass  # stale or invalid here: the submitter already got the node's answer
         self.metrics.mempool_size.set(len(self.mempool))
 
 
