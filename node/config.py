@@ -74,6 +74,15 @@ def _get(table: dict[str, Any], name: str, kind: type, default: Any, where: str)
     return value
 
 
+def _bounded(
+    table: dict[str, Any], name: str, default: int, low: int, high: int, where: str
+) -> int:
+    value = _get(table, name, int, default, where)
+    if not low <= value <= high:
+        raise NodeSetupError("%s.%s must be in %d..%d, got %d" % (where, name, low, high, value))
+    return int(value)
+
+
 def load_config(home: Path) -> NodeConfig:
     home = Path(home)
     path = home / CONFIG_NAME
@@ -143,10 +152,14 @@ def load_config(home: Path) -> NodeConfig:
             rpc, "require_token_for_writes", bool, bool(tokens), where + " rpc"
         ),
         close_reads=_get(rpc, "close_reads", bool, False, where + " rpc"),
-        max_body_bytes=_get(rpc, "max_body_bytes", int, 4 * 1024 * 1024, where + " rpc"),
-        mempool_max_txs=_get(mempool, "max_txs", int, 50_000, where + " mempool"),
-        mempool_max_per_sender=_get(mempool, "max_per_sender", int, 1_100, where + " mempool"),
-        tick_ms=_get(raw, "tick_ms", int, 50, where),
+        max_body_bytes=_bounded(
+            rpc, "max_body_bytes", 4 * 1024 * 1024, 1024, 256 * 1024 * 1024, where + " rpc"
+        ),
+        mempool_max_txs=_bounded(mempool, "max_txs", 50_000, 1, 10_000_000, where + " mempool"),
+        mempool_max_per_sender=_bounded(
+            mempool, "max_per_sender", 1_100, 1, 1_000_000, where + " mempool"
+        ),
+        tick_ms=_bounded(raw, "tick_ms", 50, 5, 1000, where),
         peer_overrides=dict(overrides),
     )
 

@@ -36,6 +36,7 @@ KIND_TX = 2
 MAX_FRAME_BYTES = 96 * 1024 * 1024  # a full block of max-size transactions fits
 MAX_HANDSHAKE_BYTES = 4096
 HANDSHAKE_TIMEOUT_S = 5.0
+CONNECT_TIMEOUT_S = 5.0
 QUEUE_LIMIT = 4096
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 5.0
@@ -112,7 +113,10 @@ class PeerNetwork:
         app.router.add_get(PEER_PATH, self._accept)
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession()
+        # No total timeout (links live for days); a dial to an unreachable host gives up quickly.
+        self._session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=None, sock_connect=CONNECT_TIMEOUT_S)
+        )
         self.refresh()
 
     def refresh(self) -> None:
@@ -166,7 +170,6 @@ class PeerNetwork:
     # ---- dialling --------------------------------------------------------
     async def _dial_forever(self, link: _OutboundLink) -> None:
         backoff_s = BACKOFF_FIRST_S
-        was_up = False
         while not self._stopping:
             try:
                 assert self._session is not None  # set in start(), before any dial task exists
@@ -180,7 +183,6 @@ class PeerNetwork:
                         self._dialer_handshake(ws, link.pubkey), HANDSHAKE_TIMEOUT_S
                     )
                     link.connected = True
-                    was_up = True
                     backoff_s = BACKOFF_FIRST_S
                     log.info("peer %s connected", self._label(link.pubkey))
                     await self._pump(ws, link)
@@ -195,8 +197,6 @@ class PeerNetwork:
                     link.connected = False
                     if not self._stopping:
                         log.info("peer %s disconnected", self._label(link.pubkey))
-            if was_up:
-                was_up = False
             await asyncio.sleep(backoff_s)
             backoff_s = min(BACKOFF_MAX_S, backoff_s * 2)
 

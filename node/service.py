@@ -184,7 +184,7 @@ class NodeService:
 
     def status(self) -> dict[str, Any]:
         height = self.storage.height()
-        validators = queries.validator_set_at(self.view, height + 1) if height >= 0 else []
+        validators = queries.validator_set_at(self.view, height + 1)
         return {
             "chain_id": self.genesis.chain_id,
             "height": height,
