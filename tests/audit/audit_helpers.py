@@ -7,6 +7,7 @@ import asyncio
 import copy
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,22 +33,53 @@ def rpc_answers(chain: DevChain) -> BlockAnswers:
     ]
 
 
-class ServedChain:
-    """An aiohttp server on 127.0.0.1 (in its own thread and loop, so synchronous
-    replay code can call it) serving blocks, status and genesis from a list that a
+class AppServer:
+    """An aiohttp app served on 127.0.0.1 from its own thread and loop, so that
+    synchronous replay code can call it; `make_app` runs inside that loop."""
+
+    def __init__(self, make_app: Callable[[], web.Application]) -> None:
+        self._make_app = make_app
+        self._loop = asyncio.new_event_loop()
+        self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self.url = ""
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._runner = web.AppRunner(self._make_app(), access_log=None)
+        self._loop.run_until_complete(self._runner.setup())
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        self._loop.run_until_complete(site.start())
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = "http://127.0.0.1:%d" % port
+        self._started.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(self._runner.cleanup())
+        self._loop.close()
+
+    def __enter__(self) -> AppServer:
+        self._thread.start()
+        if not self._started.wait(timeout=10):
+            raise RuntimeError("test server did not start")
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+
+
+class ServedChain(AppServer):
+    """A lying (or honest) node: serves blocks, status and genesis from a list that a
     test may have tampered with. None in the list is a block the node does not have."""
 
     def __init__(
         self, genesis: dict[str, Any], answers: BlockAnswers, height: int | None = None
     ) -> None:
+        super().__init__(self._app)
         self.genesis = genesis
         self.answers = answers
         self.height = len(answers) if height is None else height
         self.requests = 0
-        self._loop = asyncio.new_event_loop()
-        self._started = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self.url = ""
 
     async def _block(self, request: web.Request) -> web.Response:
         self.requests += 1
@@ -64,32 +96,16 @@ class ServedChain:
     async def _genesis(self, request: web.Request) -> web.Response:
         return web.json_response(self.genesis)
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
+    def _app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/v1/blocks/{height}", self._block)
         app.router.add_get("/v1/status", self._status)
         app.router.add_get("/v1/genesis", self._genesis)
-        self._runner = web.AppRunner(app, access_log=None)
-        self._loop.run_until_complete(self._runner.setup())
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        self._loop.run_until_complete(site.start())
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.url = "http://127.0.0.1:%d" % port
-        self._started.set()
-        self._loop.run_forever()
-        self._loop.run_until_complete(self._runner.cleanup())
-        self._loop.close()
+        return app
 
     def __enter__(self) -> ServedChain:
-        self._thread.start()
-        if not self._started.wait(timeout=10):
-            raise RuntimeError("test server did not start")
+        super().__enter__()
         return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
 
 
 def write_home(home: Path, chain: DevChain, up_to_height: int | None = None) -> Path:

@@ -115,3 +115,36 @@ def test_export_of_a_lying_chain_leaves_no_file(
         audit_group, ["export", "--from", server.url, "--out", str(out), "--workers", "0"]
     )
     assert result.exit_code == 1 and not out.exists()
+
+
+def test_replay_against_the_node_rpc_app(
+    demo_chain: DevChain, node_home: Path, tmp_path: Path
+) -> None:
+    """The node's own RPC app (status, blocks with full txs, genesis) serves a chain the
+    auditor replays to the same state root: the two sides agree on every shape."""
+    import shutil
+
+    from audit_helpers import AppServer
+
+    from node.config import load_config
+    from node.rpc import make_rpc_app
+    from node.rpc_support import WriteGate
+    from node.runner import NodeRuntime, load_genesis_file, open_storage
+
+    home = tmp_path / "node"
+    shutil.copytree(node_home, home)
+    config = load_config(home)
+    genesis = load_genesis_file(config.genesis_file)
+    storage = open_storage(config, genesis)
+    try:
+        runtime = NodeRuntime(config, genesis, None, storage)
+        gate = WriteGate(config.tokens, config.require_token_for_writes)
+        with AppServer(lambda: make_rpc_app(runtime.service, gate)) as server:
+            result = CliRunner().invoke(
+                audit_group, ["replay", "--from", server.url, "--json", "--workers", "1"]
+            )
+    finally:
+        storage.close()
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    assert summary["height"] == 11 and summary["state_root"] == demo_chain.head["state_root"]
