@@ -22,7 +22,6 @@ def replay_from(url: str, workers: int = 0, genesis_file: Any = None) -> dict[st
         home=None,
         from_url=url,
         genesis_file=genesis_file,
-        as_json=True,
         workers=workers,
         observers=[],
         progress=False,
