@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -14,14 +15,16 @@ from node_test_helpers import (
     http_json,
     register,
     rpc_height,
+    signed,
     start_node_process,
     stop_process,
     user_key,
     wait_until,
 )
 
-from contracts.genesis import devnet_authority_key
+from contracts.genesis import devnet_authority_key, devnet_validator_key
 from node.config import render_config
+from node.keys import write_key_file
 from node.testnet import prepare_testnet
 
 pytestmark = pytest.mark.slow
@@ -205,3 +208,49 @@ def test_whole_chain_killed_with_sigkill_mid_load_restarts_consistent(chain: Cha
     for height in range(1, target + 1):
         hashes = {block_hash(url, height) for url in chain.urls}
         assert len(hashes) == 1 and None not in hashes, (height, hashes)
+
+
+def test_a_validator_added_by_governance_catches_up_and_votes(chain: Chain) -> None:
+    """After add_validator executes, a fresh fifth node syncs from genesis and its vote is needed and given."""
+    for index in range(COUNT):
+        chain.start(index)
+    assert wait_until(lambda: all(rpc_height(url) >= 1 for url in chain.urls), 30), chain.log_tail()
+    newcomer = devnet_validator_key(COUNT)
+    peer_port = chain.base_port + 100 + COUNT
+    args = {
+        "pubkey": newcomer.public_key,
+        "name": "validator-4",
+        "endpoint": "127.0.0.1:%d" % peer_port,
+    }
+    proposal = signed(AUTHORITY, "propose", 0, {"action": "add_validator", "args": args})
+    status, answer = http_json(chain.urls[0] + "/v1/transactions", proposal)
+    assert status == 202
+    assert wait_until(lambda: chain.committed(chain.urls[0], answer["id"]), 30), chain.log_tail()  # type: ignore[index]
+    assert wait_until(
+        lambda: len(http_json(chain.urls[0] + "/v1/status")[1]["validators"]) == 5, 20
+    )  # type: ignore[index]
+
+    home = chain.homes[0].parent / "node-4"
+    home.mkdir()
+    shutil.copy(chain.homes[0] / "genesis.json", home / "genesis.json")
+    write_key_file(home / "node_key.json", newcomer)
+    rpc_port = chain.base_port + COUNT
+    (home / "config.toml").write_text(
+        render_config(
+            mode="validator",
+            moniker="node-4",
+            rpc_listen="127.0.0.1:%d" % rpc_port,
+            peer_listen="127.0.0.1:%d" % peer_port,
+        )
+    )
+    chain.homes.append(home)
+    chain.processes[COUNT] = start_node_process(home)
+    newcomer_url = "http://127.0.0.1:%d" % rpc_port
+    target = rpc_height(chain.urls[0])
+    assert wait_until(lambda: rpc_height(newcomer_url) >= target, 40), chain.log_tail()
+
+    # With five validators a quorum is four: once one original stops, the newcomer's vote is needed.
+    chain.kill(1)
+    before = rpc_height(chain.urls[0])
+    assert wait_until(lambda: rpc_height(chain.urls[0]) >= before + 3, 40), chain.log_tail()
+    assert block_hash(newcomer_url, before + 2) == block_hash(chain.urls[0], before + 2)

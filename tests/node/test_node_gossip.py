@@ -6,11 +6,11 @@ import asyncio
 
 import msgpack
 import pytest
+from node_test_helpers import register, user_key
 
 from contracts.genesis import devnet_authority_key
 from contracts.transactions import parse_tx
 from node.gossip import MAX_GOSSIP_TXS, GossipBatcher, GossipError, decode_batch, encode_batch
-from node_test_helpers import register, user_key
 
 AUTHORITY = devnet_authority_key()
 
