@@ -459,11 +459,15 @@ async def test_bearer_tokens_and_rate_limits_for_writes() -> None:
         runtime.storage.close()
 
 
-async def _start_node_with_tokens(tokens_toml: str) -> tuple[TestClient, NodeRuntime]:
+async def _start_node_with_tokens(
+    tokens_toml: str, close_reads: bool = False
+) -> tuple[TestClient, NodeRuntime]:
     home = Path(tempfile.mkdtemp(prefix="yuxi-rpc-test-"))
     text = render_config(
         mode="validator", moniker="n0", rpc_listen="127.0.0.1:1", peer_listen="127.0.0.1:2"
     )
+    if close_reads:
+        text = text.replace('listen = "127.0.0.1:1"', 'listen = "127.0.0.1:1"\nclose_reads = true')
     text = text.replace("[peers]", tokens_toml.strip() + "\n\n[peers]")
     (home / "config.toml").write_text(text)
     genesis = load_genesis(devnet_genesis(1, time.time_ns() // 1_000_000 - 1000, 9000))
@@ -486,3 +490,19 @@ def test_strict_json_rejects_what_json_loads_accepts() -> None:
     for text in (b'{"a": 1, "a": 2}', b'{"a": 1.0}', b'{"a": Infinity}'):
         with pytest.raises(RpcError):
             parse_strict_json(text)
+
+
+async def test_closed_reads_need_a_token_but_metrics_stay_open() -> None:
+    """With close_reads, GETs without a known bearer token are refused; /metrics still answers."""
+    tokens = '[[rpc.tokens]]\nplatform = "acme"\ntoken = "acme-secret-token-123"\n'
+    client, runtime = await _start_node_with_tokens(tokens, close_reads=True)
+    try:
+        assert (await client.get("/v1/status")).status == 401
+        bad = {"Authorization": "Bearer not-the-token-at-all"}
+        assert (await client.get("/v1/status", headers=bad)).status == 403
+        good = {"Authorization": "Bearer acme-secret-token-123"}
+        assert (await client.get("/v1/status", headers=good)).status == 200
+        assert (await client.get("/metrics")).status == 200
+    finally:
+        await client.close()
+        runtime.storage.close()
