@@ -19,6 +19,7 @@ from aiohttp import web
 
 from contracts.genesis import Genesis, GenesisError, genesis_writes, load_genesis
 from contracts.queries import validator_set_at
+from contracts.state import account_key
 from contracts.state_tree import EMPTY_ROOT, apply_changes
 from node.application import NodeApplication
 from node.clock import NodeClock
@@ -96,6 +97,8 @@ def run_node(home: Path) -> None:
         asyncio.run(NodeRuntime(config, genesis, key, storage).run())
     except NodeSetupError:
         raise
+    except KeyboardInterrupt:
+        log.info("interrupted before the node was up")
     except Exception:
         # A broken local invariant (e.g. a certified block our execution disagrees with):
         # stop rather than go on with a state nobody else has.
@@ -158,7 +161,7 @@ class NodeRuntime:
         self._last_progress_s = 0.0
 
     def _account_nonce(self, account: str) -> int | None:
-        record = self.storage.state_get("account/" + account)
+        record = self.storage.state_get(account_key(account))
         return None if record is None else int(record["nonce"])
 
     def validators(self) -> list[dict[str, Any]]:
