@@ -112,11 +112,8 @@ class NodeService:
 
     # ---- reads -----------------------------------------------------------
     def last_block_time_ms(self) -> int:
-        height = self.storage.height()
-        if height == 0:
-            return int(self.genesis.genesis_time)
-        block = self.storage.block(height)
-        return block.time_ms if block is not None else int(self.genesis.genesis_time)
+        head_time_ms = self.storage.head_time_ms()
+        return int(self.genesis.genesis_time) if head_time_ms is None else head_time_ms
 
     def transaction(self, tx_id: str) -> dict[str, Any] | None:
         location = self.storage.tx_location(tx_id)

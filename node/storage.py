@@ -84,6 +84,10 @@ class Storage:
     def head_hash(self) -> str | None:
         return self.get_meta("head")
 
+    def head_time_ms(self) -> int | None:
+        """Time of the last committed block (kept apart so reading it never decodes a block)."""
+        return self.get_meta("head_time")
+
     def state_root(self) -> str | None:
         return self.get_meta("state_root")
 
@@ -176,6 +180,7 @@ class Storage:
                     batch.put(b"o" + new_owner.encode() + b"/" + token.encode(), b"")
             batch.put(b"mheight", canonical_bytes(height))
             batch.put(b"mhead", canonical_bytes(block.hash))
+            batch.put(b"mhead_time", canonical_bytes(block.time_ms))
             batch.put(b"mstate_root", canonical_bytes(block.header["state_root"]))
             for name, value in (extra_meta or {}).items():
                 batch.put(b"m" + name.encode(), canonical_bytes(value))
