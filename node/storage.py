@@ -38,6 +38,7 @@ from node.errors import NodeSetupError
 from primitives.encoding import canonical_bytes, decode_canonical, encode_trusted
 
 MAX_RECORD_BYTES = 512 * 1024 * 1024
+RECENT_BLOCKS_CACHED = 16
 _U64 = struct.Struct(">Q")
 
 
@@ -64,6 +65,8 @@ class Storage:
                 % (path, exc)
             ) from None
         self._journal_next = self._last_journal_sequence() + 1
+        self._recent_blocks: dict[int, Block] = {}
+        self._recent_results: dict[int, list[dict[str, Any]]] = {}
 
     def close(self) -> None:
         if not self._db.closed:
@@ -93,16 +96,38 @@ class Storage:
 
     # ---- blocks -----------------------------------------------------------
     def block(self, height: int) -> Block | None:
+        cached = self._recent_blocks.get(height)
+        if cached is not None:
+            return cached
         data = self._db.get(_height_key(b"b", height))
-        return None if data is None else Block.from_dict(_decode(data))
+        if data is None:
+            return None
+        block = Block.from_dict(_decode(data))
+        self._remember(self._recent_blocks, height, block)
+        return block
 
     def certificate(self, height: int) -> CommitCertificate | None:
         data = self._db.get(_height_key(b"c", height))
         return None if data is None else CommitCertificate.from_dict(_decode(data))
 
     def results(self, height: int) -> list[dict[str, Any]] | None:
+        cached = self._recent_results.get(height)
+        if cached is not None:
+            return cached
         data = self._db.get(_height_key(b"r", height))
-        return None if data is None else _decode(data)
+        if data is None:
+            return None
+        results: list[dict[str, Any]] = _decode(data)
+        self._remember(self._recent_results, height, results)
+        return results
+
+    @staticmethod
+    def _remember(cache: dict[int, Any], height: int, value: Any) -> None:
+        # Committed blocks never change, so a small cache of recent ones is always right;
+        # it spares decoding a large block for each status poll of one of its transactions.
+        if len(cache) >= RECENT_BLOCKS_CACHED:
+            cache.pop(next(iter(cache)))
+        cache[height] = value
 
     def height_of_hash(self, block_hash: str) -> int | None:
         data = self._db.get(b"h" + block_hash.encode())
