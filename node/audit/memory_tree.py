@@ -44,16 +44,30 @@ class _Leaf:
 
 
 class _Internal:
-    __slots__ = ("children", "bitmap", "hash")
+    __slots__ = ("children", "child_hashes", "bitmap", "hash")
 
     def __init__(self) -> None:
         self.children: list[Any] = [None] * 16
-        self.bitmap = 0  # bit i set when children[i] is not None, kept up to date by the callers
+        # Kept in step with children by set_child: b"" for an empty slot, so the node's
+        # encoding is one join.
+        self.child_hashes: list[bytes] = [b""] * 16
+        self.bitmap = 0
         self.hash = b""
 
+    def set_child(self, index: int, child: Any) -> None:
+        self.children[index] = child
+        if child is None:
+            self.child_hashes[index] = b""
+            self.bitmap &= ~(1 << index)
+        else:
+            self.child_hashes[index] = child.hash
+            self.bitmap |= 1 << index
+
     def rehash(self) -> None:
-        hashes = b"".join([child.hash for child in self.children if child is not None])
-        self.hash = _sha256(_INTERNAL_TAG + self.bitmap.to_bytes(2, "big") + hashes).digest()
+        encoded_children = b"".join(self.child_hashes)
+        self.hash = _sha256(
+            _INTERNAL_TAG + self.bitmap.to_bytes(2, "big") + encoded_children
+        ).digest()
 
 
 # An update: (hex path, path, value hash or None to delete), sorted by path.
@@ -61,6 +75,8 @@ _Update = tuple[str, bytes, "bytes | None"]
 
 
 def _groups(updates: list[Any], depth: int) -> list[tuple[int, list[Any]]]:
+    if len(updates) == 1:  # most calls below the top levels
+        return [(_NIBBLE[updates[0][0][depth]], updates)]
     groups: list[tuple[int, list[Any]]] = []
     start = 0
     count = len(updates)
@@ -83,8 +99,7 @@ def _build(depth: int, entries: list[Any]) -> Any:
         return _Leaf(path, hex_path, value_hash)
     node = _Internal()
     for index, group in _groups(entries, depth):
-        node.children[index] = _build(depth + 1, group)
-        node.bitmap |= 1 << index
+        node.set_child(index, _build(depth + 1, group))
     node.rehash()
     return node
 
@@ -100,12 +115,7 @@ def _update(node: Any, depth: int, updates: list[Any]) -> Any:
         return _build(depth, merged)
     children = node.children
     for index, group in _groups(updates, depth):
-        child = _update(children[index], depth + 1, group)
-        children[index] = child
-        if child is None:
-            node.bitmap &= ~(1 << index)
-        else:
-            node.bitmap |= 1 << index
+        node.set_child(index, _update(children[index], depth + 1, group))
     bitmap = node.bitmap
     if bitmap == 0:
         return None
