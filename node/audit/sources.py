@@ -22,6 +22,7 @@ FETCH_BATCH_BLOCKS = 16
 FETCH_RETRIES = 3
 PREFETCH_BLOCKS = 64
 REQUEST_TIMEOUT_S = 30.0
+RETRY_PAUSE_S = 0.25
 
 
 @dataclass(frozen=True)
@@ -95,7 +96,9 @@ class RpcSource:
 
         url = self.base_url + path
         last_error = ""
-        for _ in range(FETCH_RETRIES):
+        for attempt in range(FETCH_RETRIES):
+            if attempt:
+                await asyncio.sleep(RETRY_PAUSE_S * attempt)  # a busy node (503) gets a moment
             try:
                 async with session.get(url) as response:
                     text = await response.text()
