@@ -25,6 +25,8 @@ log = logging.getLogger("yuxi.rpc")
 
 SERVICE_KEY = web.AppKey("service", NodeService)
 GATE_KEY = web.AppKey("gate", WriteGate)
+SUBSCRIBERS_KEY = web.AppKey("event_subscribers", list)  # [count]; a list so handlers can change it
+MAX_EVENT_SUBSCRIBERS = 1000
 MAX_BATCH = 1000
 MAX_PAGE = 1000
 DEFAULT_PAGE = 100
@@ -207,8 +209,12 @@ async def events(request: web.Request) -> web.StreamResponse:
     service = request.app[SERVICE_KEY]
     committed = service.storage.height()
     next_height = query_int(request, "from_height", committed + 1, 1, 2**62)
+    subscribers = request.app[SUBSCRIBERS_KEY]
+    if subscribers[0] >= MAX_EVENT_SUBSCRIBERS:
+        raise RpcError(503, "busy", "too many event subscribers on this node; try another")
     ws = web.WebSocketResponse(heartbeat=20.0, max_msg_size=4096)
     await ws.prepare(request)
+    subscribers[0] += 1
     closed = asyncio.Event()
 
     async def watch_close() -> None:
@@ -230,6 +236,7 @@ async def events(request: web.Request) -> web.StreamResponse:
                 continue
             await service.wait_for_commit(next_height, closed)
     finally:
+        subscribers[0] -= 1
         watcher.cancel()
         await ws.close()
     return ws
@@ -257,6 +264,7 @@ def make_rpc_app(service: NodeService, gate: WriteGate) -> web.Application:
     )
     app[SERVICE_KEY] = service
     app[GATE_KEY] = gate
+    app[SUBSCRIBERS_KEY] = [0]
     app.router.add_post("/v1/transactions", submit_transactions)
     app.router.add_post("/v1/transactions/check", check_transaction)
     app.router.add_get("/v1/transactions/{id}", get_transaction)
