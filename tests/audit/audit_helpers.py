@@ -73,9 +73,14 @@ class ServedChain(AppServer):
     test may have tampered with. None in the list is a block the node does not have."""
 
     def __init__(
-        self, genesis: dict[str, Any], answers: BlockAnswers, height: int | None = None
+        self,
+        genesis: dict[str, Any],
+        answers: BlockAnswers,
+        height: int | None = None,
+        delay_s: Callable[[int], float] | None = None,
     ) -> None:
         super().__init__(self._app)
+        self.delay_s = delay_s
         self.genesis = genesis
         self.answers = answers
         self.height = len(answers) if height is None else height
@@ -84,6 +89,8 @@ class ServedChain(AppServer):
     async def _block(self, request: web.Request) -> web.Response:
         self.requests += 1
         height = int(request.match_info["height"])
+        if self.delay_s is not None:
+            await asyncio.sleep(self.delay_s(height))
         if not 1 <= height <= len(self.answers) or self.answers[height - 1] is None:
             return web.json_response(
                 {"error": {"code": "not_found", "message": "no block"}}, status=404

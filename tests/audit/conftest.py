@@ -29,9 +29,13 @@ def serve(demo_chain: DevChain) -> Iterator[Callable[..., ServedChain]]:
     started: list[ServedChain] = []
 
     def start(
-        answers: BlockAnswers, height: int | None = None, genesis: dict[str, Any] | None = None
+        answers: BlockAnswers,
+        height: int | None = None,
+        genesis: dict[str, Any] | None = None,
+        delay_s: Callable[[int], float] | None = None,
     ) -> ServedChain:
-        server = ServedChain(genesis or demo_chain.genesis_obj, answers, height).__enter__()
+        server = ServedChain(genesis or demo_chain.genesis_obj, answers, height, delay_s)
+        server.__enter__()
         started.append(server)
         return server
 

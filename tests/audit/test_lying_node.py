@@ -234,3 +234,13 @@ def test_unreachable_node_is_a_source_error() -> None:
     """A node that does not answer is reported as unreadable, not as a mismatch."""
     with pytest.raises(SourceError):
         replay_from("http://127.0.0.1:9")
+
+
+def test_concurrent_fetches_reach_the_replay_in_height_order(
+    demo_chain: DevChain, answers: list, serve
+) -> None:
+    """Blocks fetched concurrently arrive in height order even when lower heights answer last."""
+    server = serve(answers, delay_s=lambda height: 0.04 * (12 - height) / 12)
+    summary = replay_from(server.url)
+    assert summary["state_root"] == demo_chain.head["state_root"]
+    assert server.requests == demo_chain.height
