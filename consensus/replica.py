@@ -157,6 +157,11 @@ class Replica:
         return list(self._evidence)
 
     @property
+    def syncing(self) -> bool:
+        """Whether peers showed us heights more than one above ours (we are catching up)."""
+        return any(height > self._height + 1 for height in self._ahead_peers.values())
+
+    @property
     def public_key(self) -> str | None:
         return None if self.signer is None else self.signer.public_key
 
@@ -782,18 +787,26 @@ class Replica:
         self._emit(Send(target, encode(SyncRequest(self._height))))
 
     def _help_behind(self, peer: str, their_height: int) -> None:
-        """A peer talking about a height we committed is behind: send it the blocks."""
+        """A peer talking about a height we committed is behind: send it the blocks.
+
+        At most one batch per peer per retry interval, except the batch that follows
+        the last one sent (a peer working through the chain), so a peer cannot make us
+        send much more than it asks for honestly."""
         served = self._served.get(peer)
-        if served is not None and served[0] == their_height and (
-            self._now_ms - served[1] < self.config.sync_retry_interval_ms
+        if (
+            served is not None
+            and their_height != served[0]
+            and self._now_ms - served[1] < self.config.sync_retry_interval_ms
         ):
             return
-        response = self._sync_response(their_height)
-        if response is not None:
-            self._served[peer] = (their_height, self._now_ms)
+        found = self._sync_response(their_height)
+        if found is not None:
+            response, next_height = found
+            self._served[peer] = (next_height, self._now_ms)
             self._emit(Send(peer, response))
 
-    def _sync_response(self, from_height: int) -> bytes | None:
+    def _sync_response(self, from_height: int) -> tuple[bytes, int] | None:
+        """Encoded committed blocks from `from_height` on, and the height after them."""
         last = self._height - 1
         if from_height < 1 or from_height > last:
             return None
@@ -809,7 +822,7 @@ class Replica:
                 break
         if not entries:
             return None
-        return encode(SyncResponse(tuple(entries)))
+        return encode(SyncResponse(tuple(entries))), from_height + len(entries)
 
     def _on_sync_request(self, peer: str, request: SyncRequest) -> None:
         if request.from_height >= self._height:
