@@ -47,6 +47,12 @@ class TxProblem:
 def verify_one(public_key: str, message: bytes, signature: str) -> bool:
     if not is_hex(public_key, 32) or not is_hex(signature, 64):
         return False
+    return verify_hex_checked(public_key, message, signature)
+
+
+def verify_hex_checked(public_key: str, message: bytes, signature: str) -> bool:
+    """verify_one for a key and signature already known to be well-formed hex
+    (parse_tx checked them)."""
     try:
         crypto_sign_open(bytes.fromhex(signature) + message, bytes.fromhex(public_key))
         return True
@@ -70,7 +76,7 @@ def check_chunk(
         if tx.chain_id != chain_id:
             message = "transaction is for chain %r, the chain is %r" % (tx.chain_id, chain_id)
             return checked, TxProblem(index, "transaction", message, tx.id)
-        if tx.signature is None or not verify_one(tx.sender, tx.payload, tx.signature):
+        if tx.signature is None or not verify_hex_checked(tx.sender, tx.payload, tx.signature):
             message = (
                 "signature does not verify for sender %s (the transaction was altered or forged)"
                 % tx.sender
