@@ -166,6 +166,11 @@ def build_summary(
         "genesis_state_root": chain.genesis_state_root,
         "height": chain.height,
         "head_hash": chain.head_hash,
+        # The set that certified the head block: what verify-proof --validators needs
+        # for proofs anchored there once governance has changed the genesis set.
+        "validators_at_head": [
+            item["pubkey"] for item in validator_set_at(_ValuesView(chain.state), chain.height)
+        ],
         "state_root": chain.state_root,
         "blocks": chain.blocks,
         "empty_blocks": report.empty_blocks,

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from contracts.genesis import load_genesis
 from contracts.queries import validator_set_at
-from node.audit.cli import audit_group
+from node.audit.cli import audit_group, run_replay
 from node.audit.devchain import DevChain, user_key
 from node.audit.proofs import ProofError, build_proof_document, verify_proof_document
 from node.storage import Storage
@@ -122,6 +122,10 @@ def test_after_a_validator_change_the_set_must_be_given(
         verify_proof_document(document, genesis)
     in_force = [item["pubkey"] for item in validator_set_at(demo_chain.view, document["height"])]
     assert verify_proof_document(document, genesis, in_force)["present"] is True
+    replayed = run_replay(
+        home=node_home, from_url=None, genesis_file=None, workers=0, observers=[], progress=False
+    )
+    assert sorted(replayed["validators_at_head"]) == sorted(in_force)
 
 
 async def test_proof_routes_on_the_node_rpc(
