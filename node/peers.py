@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import secrets
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ MAX_HANDSHAKE_BYTES = 4096
 HANDSHAKE_TIMEOUT_S = 5.0
 CONNECT_TIMEOUT_S = 5.0
 QUEUE_LIMIT = 4096
+STALE_FRAME_S = 3.0
 BACKOFF_FIRST_S = 0.1
 BACKOFF_MAX_S = 5.0
 
@@ -67,7 +69,7 @@ class HandshakeError(Exception):
 class _OutboundLink:
     pubkey: str
     endpoint: str
-    queue: deque[bytes] = field(default_factory=lambda: deque(maxlen=QUEUE_LIMIT))
+    queue: deque[tuple[float, bytes]] = field(default_factory=lambda: deque(maxlen=QUEUE_LIMIT))
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     connected: bool = False
     dropped: int = 0
@@ -144,7 +146,7 @@ class PeerNetwork:
             return
         if len(link.queue) == link.queue.maxlen:
             link.dropped += 1
-        link.queue.append(bytes([kind]) + payload)
+        link.queue.append((time.monotonic(), bytes([kind]) + payload))
         link.wakeup.set()
 
     def broadcast(self, kind: int, payload: bytes) -> None:
@@ -206,8 +208,11 @@ class PeerNetwork:
         try:
             while not ws.closed and not reader.done():
                 while link.queue:
-                    frame = link.queue[0]
-                    await ws.send_bytes(frame)
+                    queued_s, frame = link.queue[0]
+                    # Frames that waited out a disconnection are stale: consensus resends what
+                    # still matters, and old votes would only make the peer think we are behind.
+                    if time.monotonic() - queued_s <= STALE_FRAME_S:
+                        await ws.send_bytes(frame)
                     link.queue.popleft()
                 link.wakeup.clear()
                 if link.queue:
