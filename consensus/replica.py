@@ -50,7 +50,6 @@ from consensus.messages import (
     cached_verify,
     decode,
     encode,
-    make_proposal,
     make_view_change,
     signature_valid,
     vote_payload,
@@ -131,6 +130,7 @@ class Replica:
         self._deadline_ms = 0
         self._last_send_ms = 0
         self._held: list[tuple[str, Proposal | Vote | ViewChange]] = []
+        self._held_per_peer: dict[str, int] = {}
         self._evidence: list[dict[str, Any]] = []
         self._evidence_keys: set[tuple[str, int, int, str]] = set()
         self._ahead_peers: dict[str, int] = {}
@@ -258,9 +258,12 @@ class Replica:
 
     def _drain_held(self) -> None:
         """Replay messages held for a height we have now reached, in arrival order."""
-        while any(message.height <= self._height for _, message in self._held):
+        # Everything held is for the height after the one being decided when it arrived,
+        # and the replica drains as soon as it advances, so all held messages share one height.
+        while self._held and self._held[0][1].height <= self._height:
             ready = [(peer, m) for peer, m in self._held if m.height == self._height]
             self._held = [(peer, m) for peer, m in self._held if m.height > self._height]
+            self._held_per_peer = {}
             for peer, message in ready:
                 self._dispatch(peer, message)
 
@@ -337,13 +340,14 @@ class Replica:
             self._discard(peer, "stale height %d" % message.height)
             return False
         self._note_ahead(peer, message.height)
-        held_from_peer = sum(1 for held_peer, _ in self._held if held_peer == peer)
+        held_from_peer = self._held_per_peer.get(peer, 0)
         if (
             message.height == self._height + 1
             and len(self._held) < self.config.max_held_messages
             and held_from_peer < MAX_HELD_PER_PEER
         ):
             self._held.append((peer, message))
+            self._held_per_peer[peer] = held_from_peer + 1
         else:
             self._discard(peer, "height %d too far ahead" % message.height)
         return False

@@ -318,3 +318,31 @@ def test_follower_without_a_key_follows_the_chain() -> None:
     assert [b.hash for b, _ in follower_ledger.blocks] == leader_chain[: follower_ledger.committed_height()]
     assert not any(isinstance(e, Persist) for e in follower_effects)
     assert follower_key not in cluster.validators
+
+
+def test_restart_after_a_view_change_stays_out_of_the_abandoned_view() -> None:
+    """A replica that left view 0 and restarts resumes in view 1 and never votes in view 0."""
+    cluster = Cluster(4)
+    member = cluster.member_at(0)
+    ledger = member.ledger
+    leader = ledger.validator_set(1).leader(1, 0)
+    voter = next(m for m in cluster.members.values() if m.signer.public_key != leader)
+    leader_key = next(k for k in cluster.keys if k.public_key == leader)
+    now = GENESIS_TIME_MS
+    voter.journal.extend(
+        effect.record for effect in voter.replica.start(now) if isinstance(effect, Persist)
+    )
+    later = now + CONFIG.empty_block_interval_ms + CONFIG.base_timeout_ms
+    effects = voter.replica.tick(later)
+    voter.journal.extend(effect.record for effect in effects if isinstance(effect, Persist))
+    assert voter.replica.view == 1
+    assert {"record": "view_change", "height": 1, "view": 1} in voter.journal
+    restarted = Replica(ledger, voter.signer, list(voter.journal), CONFIG)
+    effects = restarted.start(later + 10)
+    assert restarted.view == 1
+    resent = [messages.decode(e.data) for e in effects if isinstance(e, Broadcast)]
+    assert any(isinstance(m, messages.ViewChange) and m.view == 1 for m in resent)
+    block = ledger.build_block(1, later + 10, leader, [])
+    late = messages.make_proposal(CHAIN_ID, leader_key, 1, 0, block, ())
+    effects = restarted.receive(leader, messages.encode(late), later + 10)
+    assert [type(e) for e in effects] == [Discarded]
