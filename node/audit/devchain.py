@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from consensus.types import ValidatorSet, commit_payload
+from consensus.types import ValidatorSet, commit_payload, header_hash
 from contracts.block import seal_block
 from contracts.genesis import (
     devnet_authority_key,
@@ -137,8 +137,6 @@ class DevChain:
         signers: list[str] | None = None,
     ) -> dict[str, Any]:
         """A commit certificate over `header`: a quorum of `validators`, or the named `signers`."""
-        from consensus.types import header_hash
-
         block_hash = header_hash(header)
         chosen = list(validators.validators[: validators.quorum]) if signers is None else signers
         payload = commit_payload(self.chain_id, header["height"], view, block_hash)

@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from aiohttp import web
+
 from consensus.types import CertificateError, CommitCertificate, ValidatorSet, header_hash
 from contracts.state import account_key, token_key
 from contracts.state_tree import prove, verify_proof
 from contracts.transactions import split_token_id
+from node.rpc_support import RpcError
 from primitives.crypto import is_account_id
 from primitives.encoding import EncodingError
 
@@ -174,9 +177,6 @@ def verify_proof_document(
 def register_audit_routes(app: Any, service: Any) -> None:
     """Add GET /v1/proofs/accounts/{id}, /v1/proofs/tokens/{collection}/{serial} and
     /v1/genesis to a node's aiohttp app; `service` is node.service.NodeService."""
-    from aiohttp import web
-
-    from node.rpc_support import RpcError
 
     def answer(subject: dict[str, Any]) -> web.Response:
         try:

@@ -50,6 +50,7 @@ from node.audit.errors import AuditError
 from node.audit.signatures import Checked, SignatureChecker, TxProblem, signed_tx_from
 from node.audit.sources import SourceBlock
 from node.audit.state_roots import StateRoots
+from primitives.crypto import sha256_hex
 from primitives.encoding import EncodingError, canonical_bytes
 
 # How far signature checks run ahead of execution, in blocks and in transactions.
@@ -411,6 +412,4 @@ def replay_chain(
 
 
 def genesis_hash_of(genesis_obj: dict[str, Any]) -> str:
-    from primitives.crypto import sha256_hex
-
     return sha256_hex(canonical_bytes(genesis_obj))

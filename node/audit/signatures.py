@@ -25,6 +25,7 @@ from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
 from contracts.transactions import SignedTx, TxError, parse_tx
+from node.audit.state_roots import process_context
 from primitives.crypto import SigningKey, is_hex, verify
 
 CHUNK_TXS = 512
@@ -137,8 +138,6 @@ class SignatureChecker:
         self.workers = default_workers() if workers is None else workers
         self._pool: ProcessPoolExecutor | None = None
         if self.workers > 0:
-            from node.audit.state_roots import process_context
-
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=process_context())
 
     def submit(

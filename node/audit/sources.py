@@ -10,13 +10,20 @@ from __future__ import annotations
 import asyncio
 import json
 import queue
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import aiohttp
+
 from node.audit.errors import SourceError
+from node.config import load_config
+from node.errors import NodeSetupError
+from node.storage import Storage
 
 FETCH_BATCH_BLOCKS = 16
 FETCH_RETRIES = 3
@@ -85,15 +92,11 @@ class RpcSource:
         return asyncio.run(self._fetch_one(path))
 
     async def _fetch_one(self, path: str) -> Any:
-        import aiohttp
-
         timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             return await self._get(session, path)
 
     async def _get(self, session: Any, path: str) -> Any:
-        import aiohttp
-
         url = self.base_url + path
         last_error = ""
         for attempt in range(FETCH_RETRIES):
@@ -172,8 +175,6 @@ class RpcSource:
         return False
 
     async def _produce(self, up_to_height: int, out: queue.Queue[Any]) -> None:
-        import aiohttp
-
         timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT_S)
         connector = aiohttp.TCPConnector(limit=self.batch_blocks)
         try:
@@ -214,13 +215,6 @@ class HomeSource:
     """
 
     def __init__(self, home: Path) -> None:
-        import shutil
-        import tempfile
-
-        from node.config import load_config
-        from node.errors import NodeSetupError
-        from node.storage import Storage
-
         self.home = Path(home)
         try:
             config = load_config(self.home)
@@ -265,8 +259,6 @@ class HomeSource:
             yield SourceBlock(block.header, list(block.txs), codes, commit, None)
 
     def close(self) -> None:
-        import shutil
-
         self.storage.close()
         shutil.rmtree(self._copy, ignore_errors=True)
 
