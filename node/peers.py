@@ -86,7 +86,9 @@ class PeerNetwork:
         endpoints: Callable[[], dict[str, str]],
         names: Callable[[], dict[str, str]],
         on_message: MessageHandler,
+        max_frame_bytes: int = MAX_FRAME_BYTES,
     ) -> None:
+        self._max_frame_bytes = max_frame_bytes
         self._key = key
         self._chain_id = chain_id
         self._genesis_hash = genesis_hash
@@ -177,7 +179,7 @@ class PeerNetwork:
                 assert self._session is not None  # set in start(), before any dial task exists
                 async with self._session.ws_connect(
                     "ws://%s%s" % (link.endpoint, PEER_PATH),
-                    max_msg_size=MAX_FRAME_BYTES,
+                    max_msg_size=self._max_frame_bytes,
                     heartbeat=5.0,
                     timeout=aiohttp.ClientWSTimeout(ws_close=2.0),
                 ) as ws:
@@ -269,7 +271,7 @@ class PeerNetwork:
 
     # ---- accepting -------------------------------------------------------
     async def _accept(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(max_msg_size=MAX_FRAME_BYTES, heartbeat=5.0)
+        ws = web.WebSocketResponse(max_msg_size=self._max_frame_bytes, heartbeat=5.0)
         await ws.prepare(request)
         try:
             pubkey = await asyncio.wait_for(self._listener_handshake(ws), HANDSHAKE_TIMEOUT_S)

@@ -20,7 +20,12 @@ def _key(i: int) -> SigningKey:
 
 class _Node:
     def __init__(
-        self, key: SigningKey, port: int, endpoints: dict[str, str], genesis: str = GENESIS
+        self,
+        key: SigningKey,
+        port: int,
+        endpoints: dict[str, str],
+        genesis: str = GENESIS,
+        max_frame_bytes: int = 1 << 20,
     ) -> None:
         self.key = key
         self.port = port
@@ -32,6 +37,7 @@ class _Node:
             endpoints=lambda: endpoints,
             names=dict,
             on_message=lambda peer, kind, data: self.received.append((peer, kind, data)),
+            max_frame_bytes=max_frame_bytes,
         )
         self.runner: web.AppRunner | None = None
 
@@ -116,3 +122,26 @@ async def test_link_comes_back_after_a_peer_restarts() -> None:
     finally:
         await first.stop()
         await second.stop()
+
+
+async def test_oversized_frames_drop_the_link_and_small_ones_still_pass() -> None:
+    """A frame above the size limit is never delivered; the link recovers for frames within it."""
+    keys = [_key(0), _key(1)]
+    ports = free_ports(2)
+    endpoints = {k.public_key: "127.0.0.1:%d" % p for k, p in zip(keys, ports)}
+    sender = _Node(keys[0], ports[0], endpoints)
+    receiver = _Node(keys[1], ports[1], endpoints, max_frame_bytes=1024)
+    try:
+        await sender.start()
+        await receiver.start()
+        assert await async_wait_until(lambda: sender.network.connected_peers == 1, 5)
+        sender.network.send(keys[1].public_key, KIND_CONSENSUS, b"x" * 4096)
+        await asyncio.sleep(0.5)
+        assert receiver.received == []
+        assert await async_wait_until(lambda: sender.network.connected_peers == 1, 10)
+        sender.network.send(keys[1].public_key, KIND_CONSENSUS, b"small")
+        assert await async_wait_until(lambda: bool(receiver.received), 5)
+        assert receiver.received == [(keys[0].public_key, KIND_CONSENSUS, b"small")]
+    finally:
+        await sender.stop()
+        await receiver.stop()
