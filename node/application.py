@@ -177,7 +177,14 @@ class NodeApplication:
         time_ms = header.get("time")
         if isinstance(time_ms, bool) or not isinstance(time_ms, int):
             return "block time is not an integer"
-        execution = self._execute(height, time_ms, txs)
+        try:
+            execution = self._execute(height, time_ms, txs)
+        except Exception as exc:  # noqa: BLE001 - a proposal must never crash the node
+            # Rules that fail on some input are a bug here, but the proposal came from
+            # outside: refuse to vote for it rather than stop (a certified block that
+            # fails is handled in commit(), where stopping is the right answer).
+            log.exception("executing proposed block %d failed", height)
+            return "execution failed: %s" % exc.__class__.__name__
         if header.get("results_root") != compute_results_root(execution.outcome.results):
             return "results_root differs from local execution"
         if header.get("state_root") != execution.state_root:
