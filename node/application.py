@@ -179,7 +179,7 @@ class NodeApplication:
             return "block time is not an integer"
         try:
             execution = self._execute(height, time_ms, txs)
-        except Exception as exc:  # noqa: BLE001 - a proposal must never crash the node
+        except Exception as exc:  # a proposal must never crash the node
             # Rules that fail on some input are a bug here, but the proposal came from
             # outside: refuse to vote for it rather than stop (a certified block that
             # fails is handled in commit(), where stopping is the right answer).
