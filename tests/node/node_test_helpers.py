@@ -98,7 +98,8 @@ REPO = Path(__file__).resolve().parents[2]
 def free_base_port(count: int) -> int:
     """A base port P with P+i and P+100+i free for i < count (rpc and peer ports of a testnet)."""
     for _ in range(200):
-        base = random.randrange(20_000, 60_000, 10)
+        # Below the Linux ephemeral range (32768+), so outgoing connections never take them.
+        base = random.randrange(20_000, 32_000, 10)
         ports = [base + i for i in range(count)] + [base + 100 + i for i in range(count)]
         try:
             held = []
