@@ -29,6 +29,7 @@ from node.storage import Storage
 log = logging.getLogger("yuxi.chain")
 
 MAX_CACHED_EXECUTIONS = 16
+READ_CACHE_LIMIT = 200_000
 
 
 class LocalDivergence(RuntimeError):
@@ -44,11 +45,23 @@ class _Execution:
 
 
 class _CommittedView:
+    """The committed state, with reads cached until the next commit (the rules read the
+    same keys, such as the parameters, for every transaction; values are never mutated)."""
+
     def __init__(self, storage: Storage) -> None:
         self._storage = storage
+        self._cache: dict[str, Any] = {}
 
     def get(self, key: str) -> Any | None:
-        return self._storage.state_get(key)
+        if key in self._cache:
+            return self._cache[key]
+        value = self._storage.state_get(key)
+        if len(self._cache) < READ_CACHE_LIMIT:
+            self._cache[key] = value
+        return value
+
+    def forget(self) -> None:
+        self._cache.clear()
 
 
 class NodeApplication:
@@ -207,6 +220,7 @@ class NodeApplication:
         self._storage.commit(
             block, certificate, results, execution.outcome.writes, execution.new_nodes, tx_ids
         )
+        self._view.forget()
         self._executions.clear()
         self._mempool.remove_committed(tx_ids, [tx.sender for tx in execution.txs])
         self._metrics.commits.inc()
