@@ -32,6 +32,8 @@ log = logging.getLogger("yuxi.peers")
 
 PEER_DOMAIN = b"yuxi-peer-v1\n"
 PEER_PATH = "/peer"
+DIALER = "dialer"
+LISTENER = "listener"
 KIND_CONSENSUS = 1
 KIND_TX = 2
 MAX_FRAME_BYTES = 96 * 1024 * 1024  # a full block of max-size transactions fits
@@ -47,9 +49,12 @@ MessageHandler = Callable[[str, int, bytes], None]
 
 
 def handshake_payload(
-    chain_id: str, genesis_hash: str, nonce: str, signer: str, peer: str
+    chain_id: str, genesis_hash: str, nonce: str, signer: str, peer: str, role: str
 ) -> bytes:
-    """What a side signs to prove its key: the other side's nonce, both keys, the chain."""
+    """What a side signs to prove its key: the other side's nonce, both keys, the chain,
+    and which side of the link it is. The role keeps a listener's answer from being
+    replayed as a dialer's proof (someone dialling A as B would otherwise get from A
+    exactly the signature B expects from a dialler claiming to be A)."""
     return PEER_DOMAIN + canonical_bytes(
         {
             "chain_id": chain_id,
@@ -57,6 +62,7 @@ def handshake_payload(
             "nonce": nonce,
             "signer": signer,
             "peer": peer,
+            "role": role,
         }
     )
 
@@ -252,7 +258,7 @@ class PeerNetwork:
                 "answered by key %r, not the expected validator" % str(their_key)[:16]
             )
         payload = handshake_payload(
-            self._chain_id, self._genesis_hash, nonce, expected, self._key.public_key
+            self._chain_id, self._genesis_hash, nonce, expected, self._key.public_key, LISTENER
         )
         if not verify(expected, payload, str(reply.get("signature"))):
             raise HandshakeError("bad handshake signature")
@@ -261,7 +267,12 @@ class PeerNetwork:
             raise HandshakeError("bad nonce")
         proof = self._key.sign(
             handshake_payload(
-                self._chain_id, self._genesis_hash, str(their_nonce), self._key.public_key, expected
+                self._chain_id,
+                self._genesis_hash,
+                str(their_nonce),
+                self._key.public_key,
+                expected,
+                DIALER,
             )
         )
         await ws.send_str(json.dumps({"type": "proof", "signature": proof}))
@@ -318,6 +329,7 @@ class PeerNetwork:
                 str(their_nonce),
                 self._key.public_key,
                 str(their_key),
+                LISTENER,
             )
         )
         await ws.send_str(
@@ -332,7 +344,7 @@ class PeerNetwork:
         )
         proof = await _receive_json(ws)
         payload = handshake_payload(
-            self._chain_id, self._genesis_hash, nonce, their_key, self._key.public_key
+            self._chain_id, self._genesis_hash, nonce, their_key, self._key.public_key, DIALER
         )
         if proof.get("type") != "proof" or not verify(
             their_key, payload, str(proof.get("signature"))

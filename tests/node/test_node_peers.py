@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
+import aiohttp
 from aiohttp import web
 from node_test_helpers import async_wait_until, free_ports
 
@@ -145,3 +147,58 @@ async def test_oversized_frames_drop_the_link_and_small_ones_still_pass() -> Non
     finally:
         await sender.stop()
         await receiver.stop()
+
+
+async def test_a_listeners_answer_cannot_be_replayed_as_a_dialers_proof() -> None:
+    """Someone without a key cannot relay A's handshake answer to pass as A on a link to B."""
+    keys = [_key(0), _key(1)]
+    ports = free_ports(2)
+    endpoints = {k.public_key: "127.0.0.1:%d" % p for k, p in zip(keys, ports)}
+    victim_a = _Node(keys[0], ports[0], endpoints)
+    victim_b = _Node(keys[1], ports[1], endpoints)
+    try:
+        for node in (victim_a, victim_b):
+            await node.start()
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect("ws://127.0.0.1:%d/peer" % ports[1]) as to_b:
+                # Claim to be A towards B; B answers with its nonce for A to sign.
+                await to_b.send_str(
+                    json.dumps(
+                        {
+                            "type": "hello",
+                            "chain_id": CHAIN,
+                            "genesis": GENESIS,
+                            "pubkey": keys[0].public_key,
+                            "nonce": "11" * 32,
+                        }
+                    )
+                )
+                b_hello = json.loads((await to_b.receive()).data)
+                async with session.ws_connect("ws://127.0.0.1:%d/peer" % ports[0]) as to_a:
+                    # Claim to be B towards A, handing A the nonce B wants signed.
+                    await to_a.send_str(
+                        json.dumps(
+                            {
+                                "type": "hello",
+                                "chain_id": CHAIN,
+                                "genesis": GENESIS,
+                                "pubkey": keys[1].public_key,
+                                "nonce": b_hello["nonce"],
+                            }
+                        )
+                    )
+                    a_hello = json.loads((await to_a.receive()).data)
+                await to_b.send_str(
+                    json.dumps({"type": "proof", "signature": a_hello["signature"]})
+                )
+                answer = await to_b.receive()
+                assert (
+                    answer.type != aiohttp.WSMsgType.TEXT
+                    or json.loads(answer.data).get("type") != "ready"
+                )
+                await to_b.send_bytes(bytes([KIND_CONSENSUS]) + b"forged")
+        await asyncio.sleep(0.3)
+        assert all(message[2] != b"forged" for message in victim_b.received)
+    finally:
+        await victim_a.stop()
+        await victim_b.stop()
