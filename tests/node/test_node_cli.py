@@ -164,6 +164,12 @@ def test_testnet_runs_processes_stops_on_sigterm_and_resumes(tmp_path: Path) -> 
     process = start()
     try:
         assert wait_until(lambda: all(rpc_height(url) >= 2 for url in urls), 40)
+        # The supervisor restarts a node that dies.
+        victim = _pid_of_node(directory / "node-1")
+        os.kill(victim, signal.SIGKILL)
+        assert wait_until(lambda: rpc_height(urls[1]) == -1, 10)
+        assert wait_until(lambda: rpc_height(urls[1]) >= 2, 40)
+        assert _pid_of_node(directory / "node-1") != victim
         reached = min(rpc_height(url) for url in urls)
         process.send_signal(signal.SIGTERM)
         output, _ = process.communicate(timeout=30)
@@ -182,3 +188,17 @@ def test_testnet_runs_processes_stops_on_sigterm_and_resumes(tmp_path: Path) -> 
                 process.communicate(timeout=30)
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
+
+
+def _pid_of_node(home: Path) -> int:
+    """The pid of the `node run --home HOME` process (from /proc, Linux)."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            arguments = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"run" in arguments and str(home).encode() in arguments:
+            return int(entry.name)
+    raise AssertionError("no node process for %s" % home)
