@@ -21,10 +21,13 @@ from consensus.effects import (
     Send,
     ViewChanged,
 )
+from consensus.replica import Replica
 from node.clock import NodeClock
 from node.metrics import NodeMetrics
 from node.peers import KIND_CONSENSUS, PeerNetwork
 from node.storage import Storage
+from primitives.crypto import sha256_hex
+from primitives.encoding import canonical_bytes
 
 log = logging.getLogger("yuxi.consensus")
 
@@ -37,7 +40,7 @@ class ReplicaDriver:
     def __init__(
         self,
         *,
-        replica: object,
+        replica: Replica,
         storage: Storage,
         peers: PeerNetwork,
         clock: NodeClock,
@@ -68,29 +71,28 @@ class ReplicaDriver:
         try:
             self._inbox.put_nowait((peer, data))
         except asyncio.QueueFull:
-            self.dropped_messages += (
-                1  # consensus recovers lost messages by retransmission and sync
-            )
+            # Consensus recovers lost messages by retransmission and sync.
+            self.dropped_messages += 1
 
     async def run(self, stop: asyncio.Event) -> None:
         replica = self._replica
-        self._carry_out(replica.start(self._clock.now_ms()))  # type: ignore[attr-defined]
+        self._carry_out(replica.start(self._clock.now_ms()))
         loop = asyncio.get_running_loop()
         next_tick_s = loop.time() + self._tick_s
         while not stop.is_set():
             timeout_s = max(0.0, next_tick_s - loop.time())
             try:
                 peer, data = await asyncio.wait_for(self._inbox.get(), timeout_s)
-                self._carry_out(replica.receive(peer, data, self._clock.now_ms()))  # type: ignore[attr-defined]
+                self._carry_out(replica.receive(peer, data, self._clock.now_ms()))
                 for _ in range(MAX_MESSAGES_PER_TURN):
                     if self._inbox.empty():
                         break
                     peer, data = self._inbox.get_nowait()
-                    self._carry_out(replica.receive(peer, data, self._clock.now_ms()))  # type: ignore[attr-defined]
+                    self._carry_out(replica.receive(peer, data, self._clock.now_ms()))
             except TimeoutError:
                 pass
             if loop.time() >= next_tick_s:
-                self._carry_out(replica.tick(self._clock.now_ms()))  # type: ignore[attr-defined]
+                self._carry_out(replica.tick(self._clock.now_ms()))
                 next_tick_s = loop.time() + self._tick_s
             await asyncio.sleep(0)
 
@@ -122,16 +124,10 @@ class ReplicaDriver:
                 log.debug("discarded a message from %s: %s", effect.peer[:8], effect.reason)
 
     def _leader_name(self, height: int, view: int) -> str:
-        try:
-            leader = self._replica.app.validator_set(height).leader(height, view)  # type: ignore[attr-defined]
-        except AttributeError:
-            return "?"
+        leader = self._replica.app.validator_set(height).leader(height, view)
         return self._names().get(leader, leader[:8])
 
     def _record_evidence(self, evidence: dict[str, object]) -> None:
-        from primitives.crypto import sha256_hex
-        from primitives.encoding import canonical_bytes
-
         evidence_id = sha256_hex(canonical_bytes(evidence))
         if evidence_id in self._seen_evidence:
             return
