@@ -167,7 +167,10 @@ class Mempool:
         re-encoding a transaction this node already parsed and checked on admission."""
         if not isinstance(obj, dict):
             return None
-        tx_id = self._by_signature.get(obj.get("signature"))  # type: ignore[arg-type]
+        signature = obj.get("signature")
+        if not isinstance(signature, str):
+            return None
+        tx_id = self._by_signature.get(signature)
         tx = self._by_id.get(tx_id) if tx_id is not None else None
         if tx is not None and strictly_equal(tx.to_dict(), obj):
             return tx

@@ -217,8 +217,9 @@ class NodeRuntime:
             stopper = asyncio.create_task(self.stop.wait())
             done, _ = await asyncio.wait([stopper, *tasks], return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                if task is not stopper and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+                failure = None if task is stopper else task.exception()
+                if failure is not None:
+                    raise failure
         finally:
             self.stop.set()
             for task in tasks:
