@@ -76,6 +76,7 @@ class NodeApplication:
         names: Callable[[], dict[str, str]],
     ) -> None:
         self.chain_id = genesis.chain_id
+        self.genesis_hash = genesis.hash
         self._genesis = genesis
         self._storage = storage
         self._mempool = mempool

@@ -92,6 +92,15 @@ class Follower:
 
     async def _remote_height(self) -> int:
         status = await self._get_json("/v1/status")
+        if (
+            status.get("chain_id", self._app.chain_id) != self._app.chain_id
+            or status.get("genesis", self._app.genesis_hash) != self._app.genesis_hash
+        ):
+            # Yuxi nodes also report their genesis hash; other servers may not, and then
+            # the certificates and roots of every block still tell.
+            raise FollowError(
+                "%s is on another chain (chain id or genesis hash differs)" % self._url
+            )
         height = status.get("height")
         if isinstance(height, bool) or not isinstance(height, int):
             raise FollowError("status has no height")

@@ -104,7 +104,7 @@ async def test_follower_replays_the_chain_and_agrees() -> None:
 
 
 async def test_follower_refuses_forged_certificates_and_tampered_blocks() -> None:
-    """A block signed by a non-validator, or whose transactions were altered, is never applied."""
+    """A block signed by a non-validator, altered, or served by a node of another chain is never applied."""
     source, follower = _runtime("validator"), _runtime("follower")
     try:
         source.service.submit(register(devnet_authority_key(), 0, user_key("g").public_key))
@@ -121,9 +121,14 @@ async def test_follower_refuses_forged_certificates_and_tampered_blocks() -> Non
         ]
         tampered = copy.deepcopy(genuine)
         tampered["txs"][0]["body"]["birth_date"] = "2001-01-01"
-        for bad in (forged, tampered):
+        other_chain = {"height": 1, "genesis": "00" * 32}
+        for status, bad in (
+            ({"height": 1}, forged),
+            ({"height": 1}, tampered),
+            (other_chain, genuine),
+        ):
             upstream = web.Application()
-            upstream.router.add_get("/v1/status", _answer({"height": 1}))
+            upstream.router.add_get("/v1/status", _answer(status))
             upstream.router.add_get("/v1/blocks/1", _answer(bad))
             assert not await _follow(upstream, follower, 1, 1.5)
             assert follower.storage.height() == 0
