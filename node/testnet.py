@@ -78,6 +78,16 @@ def _rpc_address(home: Path) -> str:
     return "http://%s:%d" % (config.rpc_host, config.rpc_port)
 
 
+def _stop_with_parent() -> None:
+    """In the child, before exec: on Linux, get SIGTERM if the supervisor dies (even by
+    SIGKILL), so no orphaned validator keeps the ports of the next `yuxi testnet`."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 class _Child:
     def __init__(self, home: Path) -> None:
         self.home = home
@@ -93,6 +103,7 @@ class _Child:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C goes to us; we stop the children in order
+                preexec_fn=_stop_with_parent,
             )
 
 
