@@ -104,7 +104,7 @@ class _HeightState:
     votes: dict[tuple[str, int], dict[str, tuple[str, str]]] = field(default_factory=dict)
     view_changes: dict[int, dict[str, ViewChange]] = field(default_factory=dict)
     highest_view_change: dict[str, int] = field(default_factory=dict)
-    prepared: PreparedCertificate | None = None
+    prepared: dict[int, PreparedCertificate] = field(default_factory=dict)  # view -> ours
     view_change_sent: int = 0  # highest view this replica asked to move to
     outbox: dict[tuple[str, int], bytes] = field(default_factory=dict)
 
@@ -297,9 +297,8 @@ class Replica:
                     block=record["block"],
                     signatures=tuple((item[0], item[1]) for item in record["signatures"]),
                 )
-                if state.prepared is None or certificate.view > state.prepared.view:
-                    state.prepared = certificate
-                    state.bodies[certificate.block] = Block.from_dict(record["body"])
+                state.prepared[certificate.view] = certificate
+                state.bodies[certificate.block] = Block.from_dict(record["body"])
         self._journal = [record for record in self._journal if record.get("height", 0) > self._height]
 
     def _finalize(self, block: Block, certificate: CommitCertificate) -> None:
@@ -615,9 +614,9 @@ class Replica:
 
     def _set_prepared(self, certificate: PreparedCertificate) -> None:
         state = self._state
-        if state.prepared is not None and state.prepared.view >= certificate.view:
+        if certificate.view in state.prepared:
             return
-        state.prepared = certificate
+        state.prepared[certificate.view] = certificate
         self._emit(
             Persist(
                 {
@@ -661,7 +660,10 @@ class Replica:
         state = self._state
         if self.signer is None:
             return
-        prepared = state.prepared
+        # The highest certificate from a view below the one we ask for: after a restart
+        # in a view we already voted in, a certificate of this very view may exist too.
+        below = [view for view in state.prepared if view < self._view]
+        prepared = state.prepared[max(below)] if below else None
         body = None if prepared is None else state.bodies.get(prepared.block)
         view_change = make_view_change(self.chain_id, self.signer, self._height, self._view, prepared, body)
         self._record_view_change(view_change)

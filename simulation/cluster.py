@@ -194,7 +194,7 @@ class Simulation:
                 at += length
                 self._schedule(min(at, self.fault_end_ms), "heal_partition", None)
                 at += rng.randint(0, 800)
-        if kind == "adaptive_partition":
+        if kind == "adaptive_partition" or kind == "mixed" and rng.random() < 0.5:
             at = GENESIS_TIME_MS + rng.randint(0, 500)
             while at < self.fault_end_ms - 1500:
                 self._schedule(at, "arm_adversary", None)
@@ -404,7 +404,10 @@ class Simulation:
             return False
         if source in self.adversary_isolated:
             return True
-        message = messages.decode(data)
+        try:
+            message = messages.decode(data)
+        except messages.MessageError:
+            return False  # a Byzantine node's garbage: let the replica triage it
         return (
             isinstance(message, messages.Vote)
             and message.kind == messages.COMMIT
@@ -450,6 +453,11 @@ class Simulation:
             self._fail("evidence accuses honest validator %s" % evidence["validator"][:12])
 
     def _send(self, node: Node, recipients: list[str] | None, data: bytes) -> None:
+        try:
+            messages.decode(data)
+        except messages.MessageError as exc:
+            # Every replica runs honest code; only the Byzantine rewriting comes later.
+            self._fail("node %d's replica sent a malformed message: %s" % (node.index, exc))
         outgoing: list[tuple[list[str] | None, bytes]] = [(recipients, data)]
         if node.behaviour is not None and recipients is None:
             validators = list(node.ledger.validator_set(node.ledger.committed_height() + 1).validators)

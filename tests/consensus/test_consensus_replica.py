@@ -346,3 +346,29 @@ def test_restart_after_a_view_change_stays_out_of_the_abandoned_view() -> None:
     late = messages.make_proposal(CHAIN_ID, leader_key, 1, 0, block, ())
     effects = restarted.receive(leader, messages.encode(late), later + 10)
     assert [type(e) for e in effects] == [Discarded]
+
+
+def test_restart_in_a_voted_view_resends_a_well_formed_view_change() -> None:
+    """Found by the simulator (seed 5001, mixed): a replica that asked for view 1, then
+    prepared a block in view 1 and restarted, re-sent its view change carrying the view-1
+    certificate, which every peer rejects as malformed. It must carry only lower ones."""
+    cluster = Cluster(4)
+    member = cluster.member_at(0)
+    ledger = member.ledger
+    block = ledger.build_block(1, GENESIS_TIME_MS + 10, cluster.keys[1].public_key, [])
+    earlier = ledger.build_block(1, GENESIS_TIME_MS + 5, cluster.keys[2].public_key, [])
+    signatures = [[k.public_key, "00" * 64] for k in sorted(cluster.keys[:3], key=lambda k: k.public_key)]
+    journal = [
+        {"record": "signed", "kind": "prepare", "height": 1, "view": 0, "block": earlier.hash},
+        {"record": "prepared", "height": 1, "view": 0, "block": earlier.hash, "signatures": signatures, "body": earlier.to_dict()},
+        {"record": "view_change", "height": 1, "view": 1},
+        {"record": "signed", "kind": "prepare", "height": 1, "view": 1, "block": block.hash},
+        {"record": "prepared", "height": 1, "view": 1, "block": block.hash, "signatures": signatures, "body": block.to_dict()},
+    ]
+    replica = Replica(ledger, member.signer, journal, CONFIG)
+    effects = replica.start(GENESIS_TIME_MS + 20)
+    sent = [messages.decode(e.data) for e in effects if isinstance(e, Broadcast)]
+    view_changes = [m for m in sent if isinstance(m, messages.ViewChange)]
+    assert len(view_changes) == 1 and view_changes[0].view == 1
+    assert view_changes[0].prepared is not None and view_changes[0].prepared.view == 0
+    assert view_changes[0].prepared.block == earlier.hash

@@ -15,13 +15,14 @@ FIXED_SEEDS = range(1, 67)  # every fault kind at both sizes, three times over
 REGRESSION_FILE = Path(__file__).with_name("regression_seeds.txt")
 
 
-def regression_cases() -> list[tuple[int, str, int, str]]:
+def regression_cases() -> list[tuple[int, str, int, str, int]]:
     cases = []
     for line in REGRESSION_FILE.read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
-            seed, kind, validators, expectation = line.split()
-            cases.append((int(seed), kind, int(validators), expectation))
+            seed, kind, validators, expectation, *rest = line.split()
+            fault_ms = int(rest[0].removeprefix("fault_ms=")) if rest else 5000
+            cases.append((int(seed), kind, int(validators), expectation, fault_ms))
     return cases
 
 
@@ -45,16 +46,17 @@ def test_fresh_seed_keeps_safety_and_liveness(seed: int) -> None:
     run_seed(seed)
 
 
-@pytest.mark.parametrize("case", regression_cases(), ids=lambda case: "%d-%s-%d-%s" % case)
-def test_regression_seed(case: tuple[int, str, int, str]) -> None:
+@pytest.mark.parametrize("case", regression_cases(), ids=lambda case: "%d-%s-%d-%s-%d" % case)
+def test_regression_seed(case: tuple[int, str, int, str, int]) -> None:
     """A kept seed still behaves as recorded: passes, or catches its broken variant."""
-    seed, kind, validators, expectation = case
+    seed, kind, validators, expectation, fault_ms = case
+    options = {"kind": kind, "validators": validators, "fault_ms": fault_ms}
     if expectation == "pass":
-        run_seed(seed, kind=kind, validators=validators)
+        run_seed(seed, **options)
         return
     variant = expectation.removeprefix("caught:")
     with pytest.raises(SimulationFailure):
-        run_seed(seed, kind=kind, validators=validators, replica_class=VARIANTS[variant], variant=variant)
+        run_seed(seed, replica_class=VARIANTS[variant], variant=variant, **options)
 
 
 def test_a_seed_replays_exactly() -> None:
