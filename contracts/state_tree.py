@@ -16,7 +16,8 @@ overwritten, so every old root stays readable and provable:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import hashlib
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from primitives.crypto import is_hex, sha256
@@ -105,100 +106,310 @@ def decode_leaf(data: bytes) -> tuple[bytes, bytes] | None:
     return data[1:33], data[33:65]
 
 
+# Inside an update, nodes are handled decoded: a leaf is the pair (path, value_hash), an
+# internal node the 17-tuple (bitmap, child 0, ..., child 15) with b"" for an empty slot (so
+# its encoding is one join), and the empty subtree is b"". Tuples of bytes and ints are left
+# alone by the cyclic garbage collector, which matters with a million nodes in memory.
+_LEAF_PREFIX = bytes((LEAF_TAG,))
+_INTERNAL_PREFIX = bytes((INTERNAL_TAG,))
+_NIBBLE = {character: int(character, 16) for character in "0123456789abcdef"}
+_sha256 = hashlib.sha256
+# An update: (path as hex, path, value hash or None to delete); sorted, they are in path order.
+_Update = tuple[str, bytes, "bytes | None"]
+
+
+def _decode(data: bytes) -> Any:
+    """A node's bytes, decoded (see above), or None when they are not a node
+    (the rules of decode_leaf and decode_internal, in one pass)."""
+    if data[:1] == _LEAF_PREFIX:
+        return (data[1:33], data[33:65]) if len(data) == LEAF_BYTES else None
+    if len(data) < 3 or data[0] != INTERNAL_TAG:
+        return None
+    bitmap = int.from_bytes(data[1:3], "big")
+    if bitmap == 0 or len(data) != 3 + 32 * bitmap.bit_count():
+        return None
+    node: list[Any] = [bitmap]
+    offset = 3
+    for index in range(16):
+        if bitmap >> index & 1:
+            child = data[offset : offset + 32]
+            if child == EMPTY_HASH:
+                return None
+            node.append(child)
+            offset += 32
+        else:
+            node.append(b"")
+    return tuple(node)
+
+
+def _encode(node: Any) -> bytes:
+    if len(node) == 2:
+        return _LEAF_PREFIX + node[0] + node[1]
+    return _INTERNAL_PREFIX + node[0].to_bytes(2, "big") + b"".join(node[1:])
+
+
 class _Updater:
-    """One batch update: reads nodes from the store (or this batch), collects new nodes."""
+    """One batch update. Reads nodes from `nodes` (decoded), then from the store; collects
+    new nodes (decoded in `added`, and as bytes in `new_nodes` when `keep_bytes`) and the
+    hashes of the nodes the new tree no longer holds (`replaced`)."""
 
-    def __init__(self, store: NodeStore) -> None:
+    def __init__(
+        self, store: NodeStore | None, nodes: dict[bytes, Any], *, keep_bytes: bool
+    ) -> None:
         self.store = store
+        self.nodes = nodes
+        self.added: dict[bytes, Any] = {}
         self.new_nodes: dict[bytes, bytes] = {}
+        self.replaced: list[bytes] = []
+        self.keep_bytes = keep_bytes
 
-    def load(self, node_hash: bytes) -> bytes:
-        data = self.new_nodes.get(node_hash)
-        if data is None:
-            data = self.store.get_node(node_hash)
+    def load(self, node_hash: bytes) -> Any:
+        node = self.nodes.get(node_hash)
+        if node is not None:
+            return node
+        node = self.added.get(node_hash)
+        if node is not None:
+            return node
+        data = None if self.store is None else self.store.get_node(node_hash)
         if data is None:
             raise StateTreeError("missing tree node %s" % node_hash.hex())
-        return data
+        node = _decode(data)
+        if node is None:
+            raise StateTreeError("corrupt tree node %s" % node_hash.hex())
+        return node
 
-    def save(self, data: bytes) -> bytes:
-        node_hash = sha256(data)
-        self.new_nodes[node_hash] = data
+    def leaf(self, path: bytes, hashed_value: bytes) -> bytes:
+        data = _LEAF_PREFIX + path + hashed_value
+        node_hash = _sha256(data).digest()
+        self.added[node_hash] = (path, hashed_value)
+        if self.keep_bytes:
+            self.new_nodes[node_hash] = data
         return node_hash
 
-    def build(self, depth: int, entries: list[tuple[bytes, bytes]]) -> bytes:
+    def internal(self, node: list[Any]) -> bytes:
+        """The hash of an internal node [bitmap, 16 children], which is saved, unless it is
+        empty (b"") or holds a single leaf, which then takes its place (the canonical shape)."""
+        bitmap = node[0]
+        if bitmap == 0:
+            return b""
+        if bitmap & (bitmap - 1) == 0:
+            only = node[bitmap.bit_length()]
+            if len(self.load(only)) == 2:
+                return only  # type: ignore[no-any-return]
+        data = _INTERNAL_PREFIX + bitmap.to_bytes(2, "big") + b"".join(node[1:])
+        node_hash = _sha256(data).digest()
+        self.added[node_hash] = tuple(node)
+        if self.keep_bytes:
+            self.new_nodes[node_hash] = data
+        return node_hash
+
+    def build(self, depth: int, entries: list[_Update]) -> bytes:
         """The subtree holding exactly `entries` (sorted by path, values present)."""
         if not entries:
-            return EMPTY_HASH
+            return b""
         if len(entries) == 1:
-            return self.save(encode_leaf(*entries[0]))
-        children = [EMPTY_HASH] * 16
+            _, path, hashed_value = entries[0]
+            return self.leaf(path, hashed_value)  # type: ignore[arg-type]
+        if len(entries) == 2:
+            return self.build_pair(depth, entries[0], entries[1])
+        node: list[Any] = [0] + [b""] * 16
+        bitmap = 0
         for index, group in _groups(entries, depth):
-            children[index] = self.build(depth + 1, group)
-        return self.save(encode_internal(children))
+            node[index + 1] = self.build(depth + 1, group)
+            bitmap |= 1 << index
+        node[0] = bitmap
+        return self.internal(node)
 
-    def update(
-        self, node_hash: bytes, depth: int, updates: list[tuple[bytes, bytes | None]]
-    ) -> bytes:
+    def build_pair(self, depth: int, first: _Update, second: _Update) -> bytes:
+        """build() for two entries (first < second): an internal node where their paths part,
+        under a chain of one-child internal nodes for the nibbles they share."""
+        first_hex, second_hex = first[0], second[0]
+        split = depth
+        while first_hex[split] == second_hex[split]:
+            split += 1
+        node: list[Any] = [0] + [b""] * 16
+        first_index, second_index = _NIBBLE[first_hex[split]], _NIBBLE[second_hex[split]]
+        node[first_index + 1] = self.leaf(first[1], first[2])  # type: ignore[arg-type]
+        node[second_index + 1] = self.leaf(second[1], second[2])  # type: ignore[arg-type]
+        node[0] = 1 << first_index | 1 << second_index
+        child = self.internal(node)
+        while split > depth:
+            split -= 1
+            index = _NIBBLE[first_hex[split]]
+            node = [1 << index] + [b""] * 16
+            node[index + 1] = child
+            child = self.internal(node)
+        return child
+
+    def update(self, node_hash: bytes, depth: int, updates: list[_Update]) -> bytes:
         """The subtree `node_hash` after `updates` (sorted by path; None deletes)."""
-        if not updates:
-            return node_hash
-        if node_hash == EMPTY_HASH:
-            return self.build(
-                depth, [(path, value) for path, value in updates if value is not None]
-            )
-        data = self.load(node_hash)
-        leaf = decode_leaf(data)
-        if leaf is not None:
+        if len(updates) == 1:
+            return self.update_one(node_hash, depth, updates[0])
+        if not node_hash:
+            return self.build(depth, [update for update in updates if update[2] is not None])
+        node = self.load(node_hash)
+        self.replaced.append(node_hash)
+        if len(node) == 2:
             # Re-split the leaf together with the updates; an update of its own key wins.
-            touched = {path for path, _ in updates}
-            merged = [leaf] if leaf[0] not in touched else []
-            merged.extend((path, value) for path, value in updates if value is not None)
-            merged.sort()
+            path, hashed_value = node
+            merged = [update for update in updates if update[2] is not None]
+            if not any(update[1] == path for update in updates):
+                merged.append((path.hex(), path, hashed_value))
+                merged.sort()
             return self.build(depth, merged)
-        children = decode_internal(data)
-        if children is None:
-            raise StateTreeError("corrupt tree node %s" % node_hash.hex())
+        node = list(node)
+        bitmap = node[0]
         for index, group in _groups(updates, depth):
-            children[index] = self.update(children[index], depth + 1, group)
-        present = [child for child in children if child != EMPTY_HASH]
-        if not present:
-            return EMPTY_HASH
-        # A subtree left with a single leaf is that leaf: it moves up, keeping the shape canonical.
-        if len(present) == 1 and decode_leaf(self.load(present[0])) is not None:
-            return present[0]
-        return self.save(encode_internal(children))
+            child = self.update(node[index + 1], depth + 1, group)
+            node[index + 1] = child
+            if child:
+                bitmap |= 1 << index
+            else:
+                bitmap &= ~(1 << index)
+        node[0] = bitmap
+        return self.internal(node)
+
+    def update_one(self, node_hash: bytes, depth: int, update: _Update) -> bytes:
+        """update() for a single key: walk down to its slot, then re-hash the way back up."""
+        hex_path, path, hashed_value = update
+        nodes_get = self.nodes.get
+        replaced = self.replaced
+        above: list[tuple[Any, ...]] = []
+        indexes: list[int] = []
+        while True:
+            if not node_hash:
+                child = b"" if hashed_value is None else self.leaf(path, hashed_value)
+                break
+            node = nodes_get(node_hash)
+            if node is None:
+                node = self.load(node_hash)
+            if len(node) == 2:
+                if node[0] == path:
+                    replaced.append(node_hash)
+                    child = b"" if hashed_value is None else self.leaf(path, hashed_value)
+                elif hashed_value is None:
+                    child = self.leaf(node[0], node[1])  # deleting an absent key: the leaf stays
+                else:
+                    replaced.append(node_hash)
+                    entries = [(node[0].hex(), node[0], node[1]), update]
+                    entries.sort()
+                    child = self.build(depth, entries)
+                break
+            replaced.append(node_hash)
+            index = _NIBBLE[hex_path[depth]]
+            above.append(node)
+            indexes.append(index)
+            node_hash = node[index + 1]
+            depth += 1
+        added = self.added
+        new_nodes = self.new_nodes if self.keep_bytes else None
+        while above:
+            node = list(above.pop())
+            index = indexes.pop()
+            node[index + 1] = child
+            bitmap = node[0]
+            if child:
+                bitmap |= 1 << index
+            else:
+                bitmap &= ~(1 << index)
+            node[0] = bitmap
+            if bitmap & (bitmap - 1) == 0:
+                child = self.internal(node)  # empty, or maybe a single leaf that moves up
+                continue
+            data = _INTERNAL_PREFIX + bitmap.to_bytes(2, "big") + b"".join(node[1:])
+            child = _sha256(data).digest()
+            added[child] = tuple(node)
+            if new_nodes is not None:
+                new_nodes[child] = data
+        return child
 
 
-def _groups(entries: list[Any], depth: int) -> Iterable[tuple[int, list[Any]]]:
+def _groups(entries: list[_Update], depth: int) -> list[tuple[int, list[_Update]]]:
     """Split path-sorted entries into runs sharing the nibble at `depth`."""
+    groups = []
     start = 0
     count = len(entries)
     while start < count:
-        index = nibble(entries[start][0], depth)
+        character = entries[start][0][depth]
         end = start + 1
-        while end < count and nibble(entries[end][0], depth) == index:
+        while end < count and entries[end][0][depth] == character:
             end += 1
-        yield index, entries[start:end]
+        groups.append((_NIBBLE[character], entries[start:end]))
         start = end
+    return groups
+
+
+def _updates(changes: Mapping[str, Any | None], *, encoded: bool = False) -> list[_Update]:
+    updates = []
+    for key, value in changes.items():
+        path = _sha256(key.encode("utf-8")).digest()
+        if value is None:
+            hashed = None
+        else:
+            hashed = _sha256(value if encoded else canonical_bytes(value)).digest()
+        updates.append((path.hex(), path, hashed))
+    updates.sort()
+    return updates
 
 
 def apply_changes(
     store: NodeStore, root_hex: str, changes: Mapping[str, Any | None]
 ) -> tuple[str, dict[bytes, bytes]]:
     """The root after setting (or, for None, deleting) each key, and the nodes to persist."""
-    updates = sorted(
-        (key_hash(key), None if value is None else value_hash(value))
-        for key, value in changes.items()
-    )
-    updater = _Updater(store)
-    root = updater.update(bytes.fromhex(root_hex), 0, updates)
-    return root.hex(), updater.new_nodes
+    updater = _Updater(store, {}, keep_bytes=True)
+    root = bytes.fromhex(root_hex)
+    root = updater.update(b"" if root == EMPTY_HASH else root, 0, _updates(changes))
+    return (root or EMPTY_HASH).hex(), updater.new_nodes
+
+
+class StateTree:
+    """The newest version of a state tree, held decoded in memory (the auditor's replay,
+    genesis): same shape and hashes as apply_changes, without encoding every node through
+    a store. Replaced nodes are dropped, so only the current root can be proved; it is a
+    NodeStore for that root (prove(tree, tree.root, key))."""
+
+    def __init__(self) -> None:
+        self._nodes: dict[bytes, Any] = {}
+        self._root = b""
+
+    @property
+    def root(self) -> str:
+        return (self._root or EMPTY_HASH).hex()
+
+    def apply(self, changes: Mapping[str, Any | None]) -> str:
+        """Set (or, for None, delete) each key; return the new root (hex)."""
+        return self._apply(_updates(changes))
+
+    def apply_encoded(self, changes: Mapping[str, bytes | None]) -> str:
+        """apply() with each value given as its canonical bytes (encoded by the caller, say
+        in another process)."""
+        return self._apply(_updates(changes, encoded=True))
+
+    def _apply(self, updates: list[_Update]) -> str:
+        if updates:
+            updater = _Updater(None, self._nodes, keep_bytes=False)
+            self._root = updater.update(self._root, 0, updates)
+            nodes = self._nodes
+            for node_hash in updater.replaced:
+                nodes.pop(node_hash, None)
+            nodes.update(updater.added)
+        return self.root
+
+    def get_node(self, node_hash: bytes) -> bytes | None:
+        node = self._nodes.get(node_hash)
+        return None if node is None else _encode(node)
 
 
 def compute_root(values: Mapping[str, Any]) -> str:
     """The root of a whole state held in memory (genesis, tests, the auditor)."""
-    root, _ = apply_changes(MemoryNodeStore(), EMPTY_ROOT, values)
-    return root
+    return StateTree().apply(values)
+
+
+def _load_bytes(store: NodeStore, node_hash: bytes) -> bytes:
+    data = store.get_node(node_hash)
+    if data is None:
+        raise StateTreeError("missing tree node %s" % node_hash.hex())
+    return data
 
 
 def prove(store: NodeStore, root_hex: str, key: str) -> dict[str, Any]:
@@ -206,12 +417,11 @@ def prove(store: NodeStore, root_hex: str, key: str) -> dict[str, Any]:
     {"nodes": [internal nodes from the root down, hex], "leaf": the leaf met on the way, hex}
     ("leaf" left out when the path ends in an empty slot)."""
     path = key_hash(key)
-    updater = _Updater(store)
     node_hash = bytes.fromhex(root_hex)
     nodes: list[str] = []
     depth = 0
     while node_hash != EMPTY_HASH:
-        data = updater.load(node_hash)
+        data = _load_bytes(store, node_hash)
         if decode_leaf(data) is not None:
             return {"nodes": nodes, "leaf": data.hex()}
         children = decode_internal(data)

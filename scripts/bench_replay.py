@@ -21,6 +21,7 @@ cores could reach at best (total CPU per transaction / 2).
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import time
@@ -193,12 +194,13 @@ def measure_phases(genesis_obj: dict[str, Any], blocks: list[SourceBlock]) -> No
     from contracts.execution import BlockContext, execute_block
     from contracts.genesis import genesis_writes, load_genesis
     from contracts.state import DictView
-    from node.audit.memory_tree import MemoryTree
+    from contracts.state_tree import StateTree
     from node.audit.signatures import check_chunk, signed_tx_from
+    from node.audit.state_roots import encode_writes
 
     genesis = load_genesis(genesis_obj)
     view = DictView()
-    tree = MemoryTree()
+    tree = StateTree()
     writes = genesis_writes(genesis)
     view.apply(writes)
     tree.apply(writes)
@@ -220,8 +222,10 @@ def measure_phases(genesis_obj: dict[str, Any], blocks: list[SourceBlock]) -> No
         compute_results_root(outcome.results)
         spent["tx and results roots"] += time.process_time() - started
         started = time.process_time()
-        tree.apply(outcome.writes)
+        tree.apply_encoded(encode_writes(outcome.writes))
         spent["state tree"] += time.process_time() - started
+        gc.freeze()  # as replay does: the long-lived state stays out of full collections
+    gc.unfreeze()
     total_txs = max(1, sum(len(block.txs) for block in blocks))
     total_us = 0.0
     for name, seconds in spent.items():

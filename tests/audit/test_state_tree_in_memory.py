@@ -1,5 +1,6 @@
-"""The auditor's in-memory state tree gives exactly contracts.state_tree's roots, batch
-after batch, for inserts, updates and deletes (including deletes that collapse subtrees)."""
+"""The auditor's in-memory state tree (contracts.state_tree.StateTree) gives exactly the roots
+of apply_changes over a node store, batch after batch, for inserts, updates and deletes
+(including deletes that collapse subtrees), and proves its newest root."""
 
 from __future__ import annotations
 
@@ -8,8 +9,14 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contracts.state_tree import EMPTY_ROOT, MemoryNodeStore, apply_changes
-from node.audit.memory_tree import MemoryTree
+from contracts.state_tree import (
+    EMPTY_ROOT,
+    MemoryNodeStore,
+    StateTree,
+    apply_changes,
+    prove,
+    verify_proof,
+)
 
 # Few distinct keys so batches collide, overwrite and delete what earlier ones wrote.
 keys = st.sampled_from(
@@ -42,13 +49,13 @@ def contracts_roots(batches: list[dict[str, Any]]) -> list[str]:
 @given(batches)
 def test_roots_match_contracts_state_tree(batches: list[dict[str, Any]]) -> None:
     """Every batch's root equals the validators' tree root for the same batches."""
-    tree = MemoryTree()
+    tree = StateTree()
     assert [tree.apply(changes) for changes in batches] == contracts_roots(batches)
 
 
 def test_empty_tree_and_deleting_everything() -> None:
     """An empty tree has contracts' empty root, and so does a tree whose keys were all deleted."""
-    tree = MemoryTree()
+    tree = StateTree()
     assert tree.root == EMPTY_ROOT
     tree.apply({"a": 1, "b": 2, "c": {"x": 1}})
     assert tree.apply({"a": None, "b": None, "c": None}) == EMPTY_ROOT
@@ -58,5 +65,14 @@ def test_large_batch_matches() -> None:
     """A block-sized batch over a few thousand keys gives the same root."""
     first = {"key/%d" % index: {"value": index} for index in range(3000)}
     second = {"key/%d" % index: (None if index % 3 == 0 else index) for index in range(0, 3000, 7)}
-    tree = MemoryTree()
+    tree = StateTree()
     assert [tree.apply(first), tree.apply(second)] == contracts_roots([first, second])
+
+
+def test_newest_root_is_provable_from_memory() -> None:
+    """The in-memory tree serves as a node store for proofs of its newest root."""
+    tree = StateTree()
+    tree.apply({"key/%d" % index: index for index in range(500)})
+    root = tree.apply({"key/%d" % index: None for index in range(0, 500, 2)})
+    for name, value in (("key/1", 1), ("key/2", None), ("key/777", None)):
+        assert verify_proof(root, name, value, prove(tree, root, name))
