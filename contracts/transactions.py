@@ -14,7 +14,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from primitives.crypto import SigningKey, is_account_id, is_hex, sha256_hex, verify
-from primitives.encoding import EncodingError, canonical_bytes, check_value, decode_canonical
+from primitives.encoding import (
+    EncodingError,
+    canonical_bytes,
+    canonical_form,
+    check_value,
+    decode_canonical,
+    pack_form,
+)
 
 MAX_TX_BYTES = 16384
 SIGNING_DOMAIN = b"yuxi-tx-v1\n"
@@ -229,8 +236,8 @@ def check_fields(value: Any, fields: dict[str, Check], optional: frozenset[str])
     """What is wrong with a map against a schema (exact field set, each field's check)."""
     if not isinstance(value, dict):
         return "expected a map"
-    unknown = sorted(set(value) - set(fields))
-    if unknown:
+    if not value.keys() <= fields.keys():
+        unknown = sorted(set(value) - set(fields))
         return "unknown field %r" % unknown[0]
     for name, check in fields.items():
         if name not in value:
@@ -301,26 +308,38 @@ def verify_tx_signature(tx: SignedTx) -> bool:
     return tx.signature is not None and verify(tx.sender, tx.payload, tx.signature)
 
 
+_SIGNED_FIELDS = TOP_LEVEL_FIELDS | {"signature"}
+_check_nonce = int_in(0, MAX_INT)
+
+
 def parse_tx(obj: Any, *, require_signature: bool = True) -> SignedTx:
     """Strictly check a decoded transaction object; raise TxError naming the first problem."""
     if not isinstance(obj, dict):
         raise _malformed("a transaction is a map")
     try:
-        check_value(obj)
-        encoded = canonical_bytes(obj)
+        form = canonical_form(obj)
     except EncodingError as exc:
+        # check_value walks fields in their given order: its message names the problem
+        # that has always been reported first.
+        try:
+            check_value(obj)
+        except EncodingError as first:
+            raise _malformed(str(first)) from None
         raise _malformed(str(exc)) from None
+    encoded = pack_form(form)
     if len(encoded) > MAX_TX_BYTES:
         raise TxError(
             "too_large",
             "encoded transaction is %d bytes, at most %d" % (len(encoded), MAX_TX_BYTES),
         )
-    unknown = sorted(set(obj) - TOP_LEVEL_FIELDS - {"signature"})
-    if unknown:
+    fields = obj.keys()
+    if not fields <= _SIGNED_FIELDS:
+        unknown = sorted(set(obj) - _SIGNED_FIELDS)
         raise _malformed("unknown field %r" % unknown[0])
-    for name in ("chain_id", "type", "sender", "nonce", "body"):
-        if name not in obj:
-            raise _malformed("missing field %r" % name)
+    if not fields >= TOP_LEVEL_FIELDS:
+        for name in ("chain_id", "type", "sender", "nonce", "body"):
+            if name not in obj:
+                raise _malformed("missing field %r" % name)
     if not is_chain_id(obj["chain_id"]):
         raise _malformed("chain_id: expected 1..64 of A-Z, a-z, 0-9, '.', '_' and '-'")
     if obj["type"] not in TX_TYPES or not isinstance(obj["type"], str):
@@ -328,11 +347,11 @@ def parse_tx(obj: Any, *, require_signature: bool = True) -> SignedTx:
     problem = check_account(obj["sender"])
     if problem is not None:
         raise _malformed("sender: %s" % problem)
-    problem = int_in(0, MAX_INT)(obj["nonce"])
+    problem = _check_nonce(obj["nonce"])
     if problem is not None:
         raise _malformed("nonce: %s" % problem)
-    fields, optional = BODY_SCHEMAS[obj["type"]]
-    problem = check_fields(obj["body"], fields, optional)
+    body_fields, optional = BODY_SCHEMAS[obj["type"]]
+    problem = check_fields(obj["body"], body_fields, optional)
     if problem is not None:
         raise _malformed("body: %s" % problem)
     signature = obj.get("signature")
@@ -340,7 +359,14 @@ def parse_tx(obj: Any, *, require_signature: bool = True) -> SignedTx:
         raise _malformed("missing field 'signature'")
     if signature is not None and not is_hex(signature, 64):
         raise _malformed("signature: expected 128 lowercase hex characters")
-    payload = signing_payload(obj)
+    # The signing payload is the encoding without the signature: packed from the sorted form
+    # already at hand, it is signing_payload(obj) without a second canonical walk.
+    if "signature" in form:
+        payload = SIGNING_DOMAIN + pack_form(
+            {key: value for key, value in form.items() if key != "signature"}
+        )
+    else:
+        payload = SIGNING_DOMAIN + encoded
     return SignedTx(
         chain_id=obj["chain_id"],
         type=obj["type"],

@@ -101,6 +101,17 @@ def canonical_bytes(value: Any) -> bytes:
     return _packer.pack(_canonical(value, 0))
 
 
+def canonical_form(value: Any) -> Any:
+    """`value` checked and with every map's keys in canonical order (raises EncodingError like
+    canonical_bytes): pack_form of it, or of any part of it, is that part's canonical bytes."""
+    return _canonical(value, 0)
+
+
+def pack_form(form: Any) -> bytes:
+    """The bytes of a value from canonical_form (or a part of one), without walking it again."""
+    return _packer.pack(form)
+
+
 def encode_trusted(value: Any) -> bytes:
     """canonical_bytes for values the caller built itself and already sorted or
     that hold only map keys in sorted order; skips the type walk on hot paths."""
