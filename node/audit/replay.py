@@ -26,6 +26,7 @@ root is confirmed, and a mismatch is always reported at the lowest height.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
@@ -372,6 +373,10 @@ class _Replayer:
                 self.confirm(wait=True)
                 raise
             self.confirm(wait=len(self.unconfirmed) >= MAX_UNCONFIRMED_BLOCKS)
+            # The replayed state is a million long-lived maps without reference cycles; left
+            # in the collector's generations, every full collection walks all of them (a fifth
+            # of execution time). Frozen, they are freed by reference counting as before.
+            gc.freeze()
         self.confirm(wait=True)
         if expected_height is not None and self.height < expected_height:
             raise AuditError(
@@ -409,6 +414,8 @@ def replay_chain(
         return replayer.run(blocks, expected_height)
     finally:
         roots.close()
+        # Objects frozen during the run (see _Replayer.run) are the collector's again.
+        gc.unfreeze()
 
 
 def genesis_hash_of(genesis_obj: dict[str, Any]) -> str:
