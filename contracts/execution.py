@@ -144,33 +144,38 @@ def process_create_collection(state: Overlay, tx: SignedTx, ctx: BlockContext) -
 
 
 def _mint_item_problem(
-    state: Overlay, collection: dict[str, Any], item: dict[str, Any], ctx: BlockContext
-) -> Result | None:
-    """The first rule a mint item fails, in PROTOCOL §4 order; earlier items are already
-    written to `state`, so a serial repeated in the same mint reads as token_exists."""
-    params = get_params(state)
+    state: Overlay,
+    collection: dict[str, Any],
+    item: dict[str, Any],
+    ctx: BlockContext,
+    params: dict[str, int],
+    today: Any,
+) -> tuple[Result | None, dict[str, Any] | None]:
+    """The first rule a mint item fails, in PROTOCOL §4 order, and the recipient's account;
+    earlier items are already written to `state`, so a serial repeated in the same mint reads
+    as token_exists. `params` and `today` are the mint's (no item changes them)."""
     token_id = "%s:%d" % (collection["collection"], item["serial"])
     owner = get_account(state, item["owner"])
     if item["serial"] > collection["max_supply"]:
         return reject(
             Code.SERIAL_OUT_OF_RANGE,
             "serial %d is above max_supply %d" % (item["serial"], collection["max_supply"]),
-        )
+        ), owner
     if get_token(state, token_id) is not None:
-        return reject(Code.TOKEN_EXISTS, "token %s exists" % token_id)
+        return reject(Code.TOKEN_EXISTS, "token %s exists" % token_id), owner
     if not is_authenticated(owner):
         return reject(
             Code.RECIPIENT_NOT_AUTHENTICATED, "recipient %s is not authenticated" % item["owner"]
-        )
+        ), owner
     owner = require(owner, "account of recipient %s" % item["owner"])
-    if not is_of_age(
-        owner,
-        compute_calendar_date(ctx.time_ms, params["utc_offset_minutes"]),
-        params["min_age_years"],
-    ):
-        return reject(Code.RECIPIENT_UNDER_AGE, "recipient is under %d" % params["min_age_years"])
+    if not is_of_age(owner, today, params["min_age_years"]):
+        return reject(
+            Code.RECIPIENT_UNDER_AGE, "recipient is under %d" % params["min_age_years"]
+        ), owner
     if get_active_sanction(state, item["owner"], "purchase_ban", ctx.time_ms) is not None:
-        return reject(Code.RECIPIENT_PURCHASE_BANNED, "recipient is banned from receiving mints")
+        return reject(
+            Code.RECIPIENT_PURCHASE_BANNED, "recipient is banned from receiving mints"
+        ), owner
     limit = collection.get("per_account_limit")
     if (
         limit is not None
@@ -179,8 +184,8 @@ def _mint_item_problem(
         return reject(
             Code.PER_ACCOUNT_LIMIT,
             "recipient already received %d tokens of this collection" % limit,
-        )
-    return None
+        ), owner
+    return None, owner
 
 
 def process_mint(state: Overlay, tx: SignedTx, ctx: BlockContext) -> Result:
@@ -194,8 +199,11 @@ def process_mint(state: Overlay, tx: SignedTx, ctx: BlockContext) -> Result:
         return reject(
             Code.NOT_COLLECTION_ISSUER, "sender is not the issuer of %s" % body["collection"]
         )
+    params = get_params(state)
+    today = compute_calendar_date(ctx.time_ms, params["utc_offset_minutes"])
+    put = state.put
     for index, item in enumerate(body["items"]):
-        problem = _mint_item_problem(state, collection, item, ctx)
+        problem, account = _mint_item_problem(state, collection, item, ctx, params, today)
         if problem is not None:
             return Result(problem.code, "item %d: %s" % (index, problem.message))
         token_id = "%s:%d" % (body["collection"], item["serial"])
@@ -207,7 +215,7 @@ def process_mint(state: Overlay, tx: SignedTx, ctx: BlockContext) -> Result:
             "height": ctx.height,
             "tx": tx.id,
         }
-        state.put(
+        put(
             token_key(token_id),
             {
                 "owner": owner,
@@ -217,14 +225,13 @@ def process_mint(state: Overlay, tx: SignedTx, ctx: BlockContext) -> Result:
                 "history_length": 1,
             },
         )
-        state.put(token_history_key(token_id, 0), entry)
-        state.put(
+        put(token_history_key(token_id, 0), entry)
+        put(
             minted_key(body["collection"], owner),
             get_minted_count(state, body["collection"], owner) + 1,
         )
-        state.put(
-            account_key(owner), _with_token_count(get_account(state, owner) or new_account(), 1)
-        )
+        # The token, history and minted writes above leave the account as the checks read it.
+        put(account_key(owner), _with_token_count(account or new_account(), 1))
     state.put(
         collection_key(body["collection"]),
         {**collection, "minted": collection["minted"] + len(body["items"])},

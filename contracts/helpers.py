@@ -6,6 +6,7 @@ None of these change state; only the process_* functions do.
 from __future__ import annotations
 
 import datetime
+import functools
 from typing import Any
 
 from contracts.params import DAY_MS, DEFAULT_PARAMS, MINUTE_MS
@@ -88,6 +89,7 @@ def compute_calendar_day(time_ms: int, utc_offset_minutes: int) -> int:
     return (time_ms + utc_offset_minutes * MINUTE_MS) // DAY_MS
 
 
+@functools.lru_cache(maxsize=64)
 def compute_calendar_date(time_ms: int, utc_offset_minutes: int) -> datetime.date:
     # Block times past year 9999 cannot be dates; they read as the last day, so
     # every node still computes the same answer instead of failing.
@@ -102,8 +104,16 @@ def compute_age_years(birth_date: datetime.date, on_date: datetime.date) -> int:
     return on_date.year - birth_date.year - int(before_birthday)
 
 
+# Birth dates repeat across transactions (each account's, every time it gifts or receives):
+# parsed once each. Dates are immutable, so sharing them changes nothing.
+_parse_birth_date_text = functools.lru_cache(maxsize=1 << 16)(parse_birth_date)
+
+
 def is_of_age(account: dict[str, Any], on_date: datetime.date, min_age_years: int) -> bool:
-    birth_date = parse_birth_date(account.get("birth_date"))
+    text = account.get("birth_date")
+    birth_date = (
+        _parse_birth_date_text(text) if type(text) is str else parse_birth_date(text)
+    )
     # Only authenticated accounts reach this check and they all carry a birth date;
     # an account without one is never old enough to hold collectibles.
     return birth_date is not None and compute_age_years(birth_date, on_date) >= min_age_years

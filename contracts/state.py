@@ -93,6 +93,10 @@ class DictView:
         return iter(sorted(self.values.items()))
 
 
+# Tells "not written here" from a write of None (a delete) in one dict lookup.
+_UNWRITTEN = object()
+
+
 class Overlay:
     """Pending writes over a read-only view; reads see the writes first."""
 
@@ -101,9 +105,10 @@ class Overlay:
         self.writes: dict[str, Any | None] = {}
 
     def get(self, key: str) -> Any | None:
-        if key in self.writes:
-            return self.writes[key]
-        return self.base.get(key)
+        value = self.writes.get(key, _UNWRITTEN)
+        if value is _UNWRITTEN:
+            return self.base.get(key)
+        return value
 
     def put(self, key: str, value: Any) -> None:
         self.writes[key] = value
