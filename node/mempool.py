@@ -203,15 +203,22 @@ class Mempool:
             )
         return self._ready
 
-    def reap(self, max_txs: int) -> list[SignedTx]:
-        """Transactions for the next block: per sender, consecutive nonces from the account's."""
+    def reap(self, max_txs: int, max_bytes: int | None = None) -> list[SignedTx]:
+        """Transactions for the next block: per sender, consecutive nonces from the account's;
+        at most `max_txs` of them and, past the first, at most `max_bytes` encoded bytes."""
         chosen: list[SignedTx] = []
+        budget = max_bytes if max_bytes is not None else -1
+        used = 0
         for sender, by_nonce in self._by_sender.items():
             nonce = self._account_nonce(sender)
             if nonce is None:
                 continue
             while len(chosen) < max_txs and nonce in by_nonce:
-                chosen.append(self._by_id[by_nonce[nonce][0]])
+                tx = self._by_id[by_nonce[nonce][0]]
+                if budget >= 0 and chosen and used + len(tx.encoded) > budget:
+                    return chosen
+                used += len(tx.encoded)
+                chosen.append(tx)
                 nonce += 1
             if len(chosen) >= max_txs:
                 break

@@ -55,6 +55,20 @@ def test_reap_takes_consecutive_nonces_and_holds_gaps_back() -> None:
     assert [tx.nonce for tx in pool.reap(2)] == [0, 1]
 
 
+def test_reap_stops_at_the_byte_budget_but_always_takes_one() -> None:
+    """A byte budget cuts the block short in nonce order, and a budget below one transaction still yields it."""
+    pool, _, _ = make_pool()
+    for nonce in range(4):
+        pool.admit(
+            register(AUTHORITY, nonce, user_key("b%d" % nonce).public_key),
+            is_committed=never_committed,
+        )
+    size = len(pool.reap(1)[0].encoded)
+    assert [tx.nonce for tx in pool.reap(100, max_bytes=2 * size + size // 2)] == [0, 1]
+    assert [tx.nonce for tx in pool.reap(100, max_bytes=1)] == [0]
+    assert len(pool.reap(100, max_bytes=None)) == 4
+
+
 def test_commit_evicts_included_and_stale_transactions() -> None:
     """After a commit the included transactions and any now-stale ones leave the pool."""
     pool, accounts, _ = make_pool()
