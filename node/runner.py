@@ -39,6 +39,8 @@ from primitives.crypto import SigningKey
 log = logging.getLogger("yuxi.node")
 
 CATCH_UP_LAG_MS = 10_000
+GOSSIP_ADMIT_CHUNK = 50  # gossiped transactions admitted between two turns of the event loop
+GOSSIP_FRAMES_QUEUED = 256  # frames of up to 1,000 transactions waiting for admission
 PROGRESS_EVERY_S = 2.0
 
 
@@ -159,6 +161,8 @@ class NodeRuntime:
         )
         self.stop = asyncio.Event()
         self._last_progress_s = 0.0
+        self._gossip_frames: asyncio.Queue[bytes] = asyncio.Queue(maxsize=GOSSIP_FRAMES_QUEUED)
+        self.dropped_gossip_frames = 0
 
     def _account_nonce(self, account: str) -> int | None:
         record = self.storage.state_get(account_key(account))
@@ -306,29 +310,42 @@ class NodeRuntime:
         await peers.start()
         cleanups.append(peers.stop)
         tasks.append(asyncio.create_task(driver.run(self.stop), name="driver"))
+        tasks.append(asyncio.create_task(self._admit_gossip_frames(), name="gossip"))
 
     def _on_peer_message(self, driver: Any, peer: str, kind: int, data: bytes) -> None:
         if kind == KIND_CONSENSUS:
             driver.deliver(peer, data)
         elif kind == KIND_TX:
-            self._admit_gossip(data)
-
-    def _admit_gossip(self, data: bytes) -> None:
-        try:
-            txs = decode_batch(data)
-        except GossipError as exc:
-            log.debug("dropped a gossip frame: %s", exc)
-            return
-        for tx in txs:
-            if tx is None:
-                continue
             try:
-                self.mempool.admit_parsed(
-                    tx, is_committed=lambda tx_id: self.storage.tx_location(tx_id) is not None
-                )
-            except RpcError:
-                pass  # stale or invalid here: the submitter already got the node's answer
-        self.metrics.mempool_size.set(len(self.mempool))
+                self._gossip_frames.put_nowait(data)
+            except asyncio.QueueFull:
+                # Gossip is best effort: a transaction missed here is checked when a
+                # proposal carries it.
+                self.dropped_gossip_frames += 1
+
+    async def _admit_gossip_frames(self) -> None:
+        """Admit gossiped transactions a few at a time, so consensus messages never wait
+        behind a frame of a thousand signature checks (most of a node's work under load)."""
+        while True:
+            data = await self._gossip_frames.get()
+            try:
+                txs = decode_batch(data)
+            except GossipError as exc:
+                log.debug("dropped a gossip frame: %s", exc)
+                continue
+            for index, tx in enumerate(txs):
+                if index and index % GOSSIP_ADMIT_CHUNK == 0:
+                    await asyncio.sleep(0)
+                if tx is None:
+                    continue
+                try:
+                    self.mempool.admit_parsed(tx, is_committed=self._is_committed)
+                except RpcError:
+                    pass  # stale or invalid here: the submitter already got the node's answer
+            self.metrics.mempool_size.set(len(self.mempool))
+
+    def _is_committed(self, tx_id: str) -> bool:
+        return self.storage.tx_location(tx_id) is not None
 
 
 class _View:
