@@ -236,6 +236,7 @@ async def prepare(session: aiohttp.ClientSession, urls: list[str], users: int, t
     return Population(keys, per_user, nonce)
 
 
+DRAIN_S = 60  # how long commits are followed after the load ends
 MINT_EVERY = 100  # one live drop of MINT_ITEMS tokens per this many gifts
 MINT_ITEMS = 10
 
@@ -280,7 +281,7 @@ async def _load(urls, plan, extras, rate, duration_s, results) -> None:
     tick_s = 0.05
     submitted: dict[str, float] = {}
     refused = 0
-    reads = checks = 0
+    reads = checks = side_failures = 0
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(timeout=timeout, connector=aiohttp.TCPConnector(limit=64)) as session:
         started = time.monotonic()
@@ -290,8 +291,12 @@ async def _load(urls, plan, extras, rate, duration_s, results) -> None:
         async def post(node: int, txs: list[dict]) -> None:
             nonlocal refused
             at = time.time()
-            async with session.post(urls[node] + "/v1/transactions", json={"transactions": txs}) as response:
-                answers = await response.json()
+            try:
+                async with session.post(urls[node] + "/v1/transactions", json={"transactions": txs}) as response:
+                    answers = await response.json()
+            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+                refused += len(txs)  # an overloaded node that dropped the request
+                return
             if response.status != 202:
                 refused += len(txs)
                 return
@@ -302,17 +307,21 @@ async def _load(urls, plan, extras, rate, duration_s, results) -> None:
                     refused += 1
 
         async def side_requests(count: int) -> None:
-            nonlocal reads, checks
+            nonlocal reads, checks, side_failures
             for number in range(count):
                 node = number % len(urls)
-                if number % 2 and extras:
-                    async with session.post(urls[node] + "/v1/transactions/check", json=extras[number % len(extras)]) as r:
-                        await r.read()
-                    checks += 1
-                else:
-                    async with session.get(urls[node] + "/v1/tokens/bench/%d" % (number + 1)) as r:
-                        await r.read()
-                    reads += 1
+                try:
+                    if number % 2 and extras:
+                        async with session.post(urls[node] + "/v1/transactions/check",
+                                                json=extras[number % len(extras)]) as r:
+                            await r.read()
+                        checks += 1
+                    else:
+                        async with session.get(urls[node] + "/v1/tokens/bench/%d" % (number + 1)) as r:
+                            await r.read()
+                        reads += 1
+                except (aiohttp.ClientError, asyncio.TimeoutError):
+                    side_failures += 1
 
         while sent < len(plan) and time.monotonic() - started < duration_s:
             due = min(len(plan), int((time.monotonic() - started) * rate) + int(rate * tick_s))
@@ -332,7 +341,7 @@ async def _load(urls, plan, extras, rate, duration_s, results) -> None:
         if pending:
             await asyncio.wait(pending, timeout=30)
     results.put({"submitted": submitted, "refused": refused, "reads": reads, "checks": checks,
-                 "offered": sent})
+                 "side_failures": side_failures, "offered": sent})
 
 
 # ---------------------------------------------------------------- one run
@@ -352,6 +361,9 @@ class RunReport:
     refused: int = 0
     reads: int = 0
     checks: int = 0
+    side_failures: int = 0
+    accepted: int = 0
+    never_committed: int = 0
     nodes: list[dict] = field(default_factory=list)
 
 
@@ -392,19 +404,25 @@ async def run_once(label: str, base_port: int, rate: int, duration_s: float, tok
             ws = await session.ws_connect(net.urls[0] + "/v1/events?from_height=%d" % start_height)
             wall_start = time.time()
             loader.start()
-            drain_deadline = time.monotonic() + duration_s + 30
+            # Follow commits until every accepted transaction committed, or DRAIN_S after the load.
+            drain_deadline = time.monotonic() + duration_s + 60 + DRAIN_S
+            outcome = None
             while time.monotonic() < drain_deadline:
+                if outcome is None and not queue.empty():
+                    outcome = queue.get()
+                    drain_deadline = min(drain_deadline, time.monotonic() + DRAIN_S)
+                if outcome is not None and all(tx in commits for tx in outcome["submitted"]):
+                    break
                 try:
                     message = await ws.receive_json(timeout=1.0)
                 except asyncio.TimeoutError:
-                    if not loader.is_alive() and time.time() - wall_start > duration_s + 3:
-                        break
                     continue
                 at = time.time()
                 for tx in message["txs"]:
                     commits[tx["id"]] = at
             await ws.close()
-            outcome = queue.get(timeout=60)
+            if outcome is None:
+                outcome = queue.get(timeout=60)
             loader.join(timeout=30)
             report.view_changes = await view_changes_total(session, net.urls) - view_changes_before
         for pid in net.node_pids():
@@ -422,6 +440,9 @@ async def run_once(label: str, base_port: int, rate: int, duration_s: float, tok
     report.latency_max_ms = round(max(latencies, default=0.0), 1)
     report.offered, report.refused = outcome["offered"], outcome["refused"]
     report.reads, report.checks = outcome["reads"], outcome["checks"]
+    report.side_failures = outcome["side_failures"]
+    report.accepted = len(submitted)
+    report.never_committed = sum(1 for tx in submitted if tx not in commits)
     return report
 
 
@@ -431,11 +452,12 @@ async def run_once(label: str, base_port: int, rate: int, duration_s: float, tok
 def print_table(summary: dict) -> None:
     print("Ed25519 verifications per core: %(verify_per_core_per_s)d/s; cores %(cores)d; "
           "signature bound %(signature_bound_tps)d tx/s (every validator checks every signature)" % summary)
-    header = "%-18s %7s %9s %9s %9s %9s %6s %8s"
-    print(header % ("run", "rate", "tps", "p50 ms", "p99 ms", "max ms", "vc", "refused"))
+    header = "%-18s %7s %9s %9s %9s %9s %6s %8s %8s"
+    print(header % ("run", "rate", "tps", "p50 ms", "p99 ms", "max ms", "vc", "refused", "lost"))
     for run in summary["runs"]:
         print(header % (run["label"], run["rate"], run["committed_tps"], run["latency_p50_ms"],
-                        run["latency_p99_ms"], run["latency_max_ms"], run["view_changes"], run["refused"]))
+                        run["latency_p99_ms"], run["latency_max_ms"], run["view_changes"], run["refused"],
+                        run["never_committed"]))
         for node in run["nodes"]:
             print("    node pid %(pid)d: cpu %(cpu_s)s s, peak RSS %(peak_rss_mb)s MB" % node)
     print("share of the signature bound at the maximum rate: %.1f%%" % (100 * summary["share_of_bound"]))
