@@ -81,6 +81,11 @@ def require(value: T | None, what: str) -> T:
     return value
 
 
+# Results are immutable, so every plain acceptance can be the same one.
+_ACCEPTED = accept()
+_OK = Code.OK.value
+
+
 def _unauthorized(role: str) -> Result:
     return reject(Code.UNAUTHORIZED, "sender does not hold the %s role" % role)
 
@@ -105,7 +110,7 @@ def process_register_account(state: Overlay, tx: SignedTx, ctx: BlockContext) ->
     record.pop("revoke_reason", None)
     record.update(authenticated=True, birth_date=tx.body["birth_date"], kyc_ref=tx.body["kyc_ref"])
     state.put(account_key(account_id), record)
-    return accept()
+    return _ACCEPTED
 
 
 def process_revoke_account(state: Overlay, tx: SignedTx, ctx: BlockContext) -> Result:
@@ -119,7 +124,7 @@ def process_revoke_account(state: Overlay, tx: SignedTx, ctx: BlockContext) -> R
         account_key(account_id),
         {**record, "authenticated": False, "revoke_reason": tx.body["reason"]},
     )
-    return accept()
+    return _ACCEPTED
 
 
 # --- collections and tokens ----------------------------------------------------------------------
@@ -140,7 +145,7 @@ def process_create_collection(state: Overlay, tx: SignedTx, ctx: BlockContext) -
                 "%s %d is below the chain's %d" % (name, body[name], params[name]),
             )
     state.put(collection_key(body["collection"]), {**body, "issuer": tx.sender, "minted": 0})
-    return accept()
+    return _ACCEPTED
 
 
 def _mint_item_problem(
@@ -236,7 +241,7 @@ def process_mint(state: Overlay, tx: SignedTx, ctx: BlockContext) -> Result:
         collection_key(body["collection"]),
         {**collection, "minted": collection["minted"] + len(body["items"])},
     )
-    return accept()
+    return _ACCEPTED
 
 
 def process_gift(state: Overlay, tx: SignedTx, ctx: BlockContext) -> Result:
@@ -309,7 +314,7 @@ def process_gift(state: Overlay, tx: SignedTx, ctx: BlockContext) -> Result:
         {**_with_token_count(sender, -1), "gift_day": day, "gift_count": sent_today + 1},
     )
     state.put(account_key(recipient_id), _with_token_count(recipient, 1))
-    return accept()
+    return _ACCEPTED
 
 
 # --- sanctions -----------------------------------------------------------------------------------
@@ -332,7 +337,7 @@ def process_sanction(state: Overlay, tx: SignedTx, ctx: BlockContext) -> Result:
             "tx": tx.id,
         },
     )
-    return accept()
+    return _ACCEPTED
 
 
 def process_lift_sanction(state: Overlay, tx: SignedTx, ctx: BlockContext) -> Result:
@@ -342,7 +347,7 @@ def process_lift_sanction(state: Overlay, tx: SignedTx, ctx: BlockContext) -> Re
     if get_active_sanction(state, body["account"], body["kind"], ctx.time_ms) is None:
         return reject(Code.NO_SUCH_SANCTION, "no active %s on %s" % (body["kind"], body["account"]))
     state.delete(sanction_key(body["account"], body["kind"]))
-    return accept()
+    return _ACCEPTED
 
 
 # --- governance ----------------------------------------------------------------------------------
@@ -427,7 +432,7 @@ def execute_tx(state: Overlay, tx: SignedTx, ctx: BlockContext) -> Result:
         return reject(Code.BAD_NONCE, "nonce %d does not match: %s" % (tx.nonce, expected))
     scratch = Overlay(state)
     result = PROCESSORS[tx.type](scratch, tx, ctx)
-    if result.ok:
+    if result.code == _OK:
         state.merge(scratch.writes)
     # Every included transaction whose nonce matches consumes it, whatever its result.
     sender = require(get_account(state, tx.sender), "account of sender %s" % tx.sender)
