@@ -24,6 +24,7 @@ import argparse
 import gc
 import os
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -237,6 +238,79 @@ def measure_phases(genesis_obj: dict[str, Any], blocks: list[SourceBlock]) -> No
     )
 
 
+class CpuSampler:
+    """CPU seconds used by this process and every process it started (the signature pool and
+    the state-tree process come from a fork server), read from /proc twice a second. Other
+    sessions' load takes cores from the replay, so wall time alone says little: the CPU
+    the replay used says what two idle cores would give."""
+
+    def __init__(self) -> None:
+        self.root = os.getpid()
+        self.ticks = os.sysconf("SC_CLK_TCK")
+        self.seen: dict[int, tuple[str, float]] = {}
+        self.baseline = self._sample()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _read(self, pids: list[int]) -> dict[int, tuple[int, str, float]]:
+        stats: dict[int, tuple[int, str, float]] = {}
+        for pid in pids:
+            try:
+                text = Path("/proc/%d/stat" % pid).read_text()
+            except OSError:
+                continue
+            name = text[text.index("(") + 1 : text.rindex(")")]
+            fields = text[text.rindex(")") + 2 :].split()
+            cpu_s = (int(fields[11]) + int(fields[12])) / self.ticks
+            stats[pid] = (int(fields[1]), name, cpu_s)
+        return stats
+
+    def _descendants(self) -> dict[int, tuple[str, float]]:
+        stats = self._read([int(entry) for entry in os.listdir("/proc") if entry.isdigit()])
+        ours = {self.root}
+        grew = True
+        while grew:
+            grew = False
+            for pid, (parent, _, _) in stats.items():
+                if parent in ours and pid not in ours:
+                    ours.add(pid)
+                    grew = True
+        return {pid: (stats[pid][1], stats[pid][2]) for pid in ours if pid in stats}
+
+    def _sample(self) -> dict[int, tuple[str, float]]:
+        current = self._descendants()
+        self.seen.update(current)
+        return current
+
+    def _run(self) -> None:
+        # Known processes are read twice a second (a process that ends loses at most half a
+        # second); the whole of /proc is scanned for new ones every five seconds.
+        rounds = 0
+        while not self._stop.wait(0.5):
+            rounds += 1
+            if rounds % 10 == 0:
+                self._sample()
+            else:
+                known = self._read(list(self.seen))
+                self.seen.update({pid: (name, cpu_s) for pid, (_, name, cpu_s) in known.items()})
+
+    def __enter__(self) -> CpuSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+    def used_s(self) -> dict[int, float]:
+        """CPU seconds each process used since the sampler started (pid -> seconds)."""
+        return {
+            pid: cpu_s - self.baseline.get(pid, ("", 0.0))[1]
+            for pid, (_, cpu_s) in self.seen.items()
+        }
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -273,7 +347,7 @@ def main() -> int:
         % (rate.signatures_per_second_per_core, rate.library, os.cpu_count() or 1)
     )
     report = ChainReport()
-    with SignatureChecker(args.workers) as checker:
+    with CpuSampler() as sampler, SignatureChecker(args.workers) as checker:
         result = replay_chain(
             genesis_obj, blocks, checker=checker, expected_height=len(blocks), observers=[report]
         )
@@ -282,6 +356,23 @@ def main() -> int:
         "replayed %d blocks, %d transactions in %.2f s: %d tx/s with every signature,"
         " certificate and root checked (%d signature workers)"
         % (result.blocks, total_txs, result.elapsed_s, per_second, checker.workers)
+    )
+    used = sampler.used_s()
+    cpu_s = sum(used.values())
+    print(
+        "CPU used by the replay's processes: %.1f s (%.0f us/tx; main %.1f s, others %s):"
+        " %d tx/s per two cores' worth of CPU"
+        % (
+            cpu_s,
+            cpu_s / total_txs * 1e6,
+            used.get(sampler.root, 0.0),
+            ", ".join(
+                "%.1f" % seconds
+                for pid, seconds in sorted(used.items(), key=lambda item: -item[1])
+                if pid != sampler.root and seconds >= 0.05
+            ),
+            2 * total_txs / cpu_s,
+        )
     )
     print("load average after the replay: %.2f %.2f %.2f" % os.getloadavg())
     print("final state root %s" % result.state_root)
