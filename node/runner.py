@@ -165,7 +165,7 @@ class NodeRuntime:
         self.dropped_gossip_frames = 0
 
     def _account_nonce(self, account: str) -> int | None:
-        record = self.storage.state_get(account_key(account))
+        record = self.app.committed_value(account_key(account))
         return None if record is None else int(record["nonce"])
 
     def validators(self) -> list[dict[str, Any]]:
