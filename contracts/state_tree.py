@@ -106,10 +106,11 @@ def decode_leaf(data: bytes) -> tuple[bytes, bytes] | None:
     return data[1:33], data[33:65]
 
 
-# Inside an update, nodes are handled decoded: a leaf is the pair (path, value_hash), an
-# internal node the 17-tuple (bitmap, child 0, ..., child 15) with b"" for an empty slot (so
-# its encoding is one join), and the empty subtree is b"". Tuples of bytes and ints are left
-# alone by the cyclic garbage collector, which matters with a million nodes in memory.
+# Nodes are handled as their bytes, never decoded into objects: a child's hash is a slice at
+# 3 + 32 * (number of present children before it), and a changed node is its old bytes with
+# one 32-byte span replaced, inserted or cut (one copy of some 500 bytes, where a decoded
+# node would touch sixteen child objects twice). A node of 65 bytes is a leaf (an internal
+# node is 3 + 32k bytes). Inside an update the empty subtree is b"".
 _LEAF_PREFIX = bytes((LEAF_TAG,))
 _INTERNAL_PREFIX = bytes((INTERNAL_TAG,))
 _NIBBLE = {character: int(character, 16) for character in "0123456789abcdef"}
@@ -118,90 +119,75 @@ _sha256 = hashlib.sha256
 _Update = tuple[str, bytes, "bytes | None"]
 
 
-def _decode(data: bytes) -> Any:
-    """A node's bytes, decoded (see above), or None when they are not a node
-    (the rules of decode_leaf and decode_internal, in one pass)."""
-    if data[:1] == _LEAF_PREFIX:
-        return (data[1:33], data[33:65]) if len(data) == LEAF_BYTES else None
-    if len(data) < 3 or data[0] != INTERNAL_TAG:
-        return None
-    bitmap = int.from_bytes(data[1:3], "big")
-    if bitmap == 0 or len(data) != 3 + 32 * bitmap.bit_count():
-        return None
-    node: list[Any] = [bitmap]
+def _well_formed(data: bytes) -> bool:
+    return decode_leaf(data) is not None or decode_internal(data) is not None
+
+
+def _children(data: bytes) -> list[bytes]:
+    """The 16 child slots of an internal node's bytes (b"" where empty)."""
+    bitmap = data[1] << 8 | data[2]
+    children = []
     offset = 3
     for index in range(16):
         if bitmap >> index & 1:
-            child = data[offset : offset + 32]
-            if child == EMPTY_HASH:
-                return None
-            node.append(child)
+            children.append(data[offset : offset + 32])
             offset += 32
         else:
-            node.append(b"")
-    return tuple(node)
-
-
-def _encode(node: Any) -> bytes:
-    if len(node) == 2:
-        return _LEAF_PREFIX + node[0] + node[1]
-    return _INTERNAL_PREFIX + node[0].to_bytes(2, "big") + b"".join(node[1:])
+            children.append(b"")
+    return children
 
 
 class _Updater:
-    """One batch update. Reads nodes from `nodes` (decoded), then from the store; collects
-    new nodes (decoded in `added`, and as bytes in `new_nodes` when `keep_bytes`) and the
-    hashes of the nodes the new tree no longer holds (`replaced`)."""
+    """One batch update. Reads nodes from `nodes`, from this batch, then from the store
+    (checked there); collects the new nodes (`new_nodes`) and the hashes of the nodes the
+    new tree no longer holds (`replaced`)."""
 
-    def __init__(
-        self, store: NodeStore | None, nodes: dict[bytes, Any], *, keep_bytes: bool
-    ) -> None:
+    def __init__(self, store: NodeStore | None, nodes: Mapping[bytes, bytes]) -> None:
         self.store = store
         self.nodes = nodes
-        self.added: dict[bytes, Any] = {}
         self.new_nodes: dict[bytes, bytes] = {}
         self.replaced: list[bytes] = []
-        self.keep_bytes = keep_bytes
 
-    def load(self, node_hash: bytes) -> Any:
-        node = self.nodes.get(node_hash)
-        if node is not None:
-            return node
-        node = self.added.get(node_hash)
-        if node is not None:
-            return node
+    def load(self, node_hash: bytes) -> bytes:
+        data = self.nodes.get(node_hash)
+        if data is not None:
+            return data
+        data = self.new_nodes.get(node_hash)
+        if data is not None:
+            return data
         data = None if self.store is None else self.store.get_node(node_hash)
         if data is None:
             raise StateTreeError("missing tree node %s" % node_hash.hex())
-        node = _decode(data)
-        if node is None:
+        if not _well_formed(data):
             raise StateTreeError("corrupt tree node %s" % node_hash.hex())
-        return node
+        return data
 
     def leaf(self, path: bytes, hashed_value: bytes) -> bytes:
         data = _LEAF_PREFIX + path + hashed_value
         node_hash = _sha256(data).digest()
-        self.added[node_hash] = (path, hashed_value)
-        if self.keep_bytes:
-            self.new_nodes[node_hash] = data
+        self.new_nodes[node_hash] = data
         return node_hash
 
-    def internal(self, node: list[Any]) -> bytes:
-        """The hash of an internal node [bitmap, 16 children], which is saved, unless it is
-        empty (b"") or holds a single leaf, which then takes its place (the canonical shape)."""
-        bitmap = node[0]
-        if bitmap == 0:
-            return b""
+    def save_internal(self, bitmap: int, children_bytes: bytes) -> bytes:
+        """The hash of the internal node with these present children (joined), which is
+        saved, unless it is empty (b"") or holds a single leaf, which then takes its place
+        (the canonical shape)."""
         if bitmap & (bitmap - 1) == 0:
-            only = node[bitmap.bit_length()]
-            if len(self.load(only)) == 2:
-                return only  # type: ignore[no-any-return]
-        data = _INTERNAL_PREFIX + bitmap.to_bytes(2, "big") + b"".join(node[1:])
+            if bitmap == 0:
+                return b""
+            if len(self.load(children_bytes)) == LEAF_BYTES:
+                return children_bytes
+        data = _INTERNAL_PREFIX + bitmap.to_bytes(2, "big") + children_bytes
         node_hash = _sha256(data).digest()
-        self.added[node_hash] = tuple(node)
-        if self.keep_bytes:
-            self.new_nodes[node_hash] = data
+        self.new_nodes[node_hash] = data
         return node_hash
+
+    def internal(self, children: list[bytes]) -> bytes:
+        bitmap = 0
+        for index, child in enumerate(children):
+            if child:
+                bitmap |= 1 << index
+        return self.save_internal(bitmap, b"".join(children))
 
     def build(self, depth: int, entries: list[_Update]) -> bytes:
         """The subtree holding exactly `entries` (sorted by path, values present)."""
@@ -212,13 +198,10 @@ class _Updater:
             return self.leaf(path, hashed_value)  # type: ignore[arg-type]
         if len(entries) == 2:
             return self.build_pair(depth, entries[0], entries[1])
-        node: list[Any] = [0] + [b""] * 16
-        bitmap = 0
+        children = [b""] * 16
         for index, group in _groups(entries, depth):
-            node[index + 1] = self.build(depth + 1, group)
-            bitmap |= 1 << index
-        node[0] = bitmap
-        return self.internal(node)
+            children[index] = self.build(depth + 1, group)
+        return self.internal(children)
 
     def build_pair(self, depth: int, first: _Update, second: _Update) -> bytes:
         """build() for two entries (first < second): an internal node where their paths part,
@@ -227,18 +210,13 @@ class _Updater:
         split = depth
         while first_hex[split] == second_hex[split]:
             split += 1
-        node: list[Any] = [0] + [b""] * 16
         first_index, second_index = _NIBBLE[first_hex[split]], _NIBBLE[second_hex[split]]
-        node[first_index + 1] = self.leaf(first[1], first[2])  # type: ignore[arg-type]
-        node[second_index + 1] = self.leaf(second[1], second[2])  # type: ignore[arg-type]
-        node[0] = 1 << first_index | 1 << second_index
-        child = self.internal(node)
+        first_leaf = self.leaf(first[1], first[2])  # type: ignore[arg-type]
+        second_leaf = self.leaf(second[1], second[2])  # type: ignore[arg-type]
+        child = self.save_internal(1 << first_index | 1 << second_index, first_leaf + second_leaf)
         while split > depth:
             split -= 1
-            index = _NIBBLE[first_hex[split]]
-            node = [1 << index] + [b""] * 16
-            node[index + 1] = child
-            child = self.internal(node)
+            child = self.save_internal(1 << _NIBBLE[first_hex[split]], child)
         return child
 
     def update(self, node_hash: bytes, depth: int, updates: list[_Update]) -> bytes:
@@ -247,80 +225,84 @@ class _Updater:
             return self.update_one(node_hash, depth, updates[0])
         if not node_hash:
             return self.build(depth, [update for update in updates if update[2] is not None])
-        node = self.load(node_hash)
+        data = self.load(node_hash)
         self.replaced.append(node_hash)
-        if len(node) == 2:
+        if len(data) == LEAF_BYTES:
             # Re-split the leaf together with the updates; an update of its own key wins.
-            path, hashed_value = node
+            path = data[1:33]
             merged = [update for update in updates if update[2] is not None]
             if not any(update[1] == path for update in updates):
-                merged.append((path.hex(), path, hashed_value))
+                merged.append((path.hex(), path, data[33:]))
                 merged.sort()
             return self.build(depth, merged)
-        node = list(node)
-        bitmap = node[0]
+        children = _children(data)
         for index, group in _groups(updates, depth):
-            child = self.update(node[index + 1], depth + 1, group)
-            node[index + 1] = child
-            if child:
-                bitmap |= 1 << index
-            else:
-                bitmap &= ~(1 << index)
-        node[0] = bitmap
-        return self.internal(node)
+            children[index] = self.update(children[index], depth + 1, group)
+        return self.internal(children)
 
     def update_one(self, node_hash: bytes, depth: int, update: _Update) -> bytes:
         """update() for a single key: walk down to its slot, then re-hash the way back up."""
         hex_path, path, hashed_value = update
         nodes_get = self.nodes.get
         replaced = self.replaced
-        above: list[tuple[Any, ...]] = []
+        above: list[bytes] = []
         indexes: list[int] = []
         while True:
             if not node_hash:
                 child = b"" if hashed_value is None else self.leaf(path, hashed_value)
                 break
-            node = nodes_get(node_hash)
-            if node is None:
-                node = self.load(node_hash)
-            if len(node) == 2:
-                if node[0] == path:
+            data = nodes_get(node_hash)
+            if data is None:
+                data = self.load(node_hash)
+            if len(data) == LEAF_BYTES:
+                leaf_path = data[1:33]
+                if leaf_path == path:
                     replaced.append(node_hash)
                     child = b"" if hashed_value is None else self.leaf(path, hashed_value)
                 elif hashed_value is None:
-                    child = self.leaf(node[0], node[1])  # deleting an absent key: the leaf stays
+                    # Deleting an absent key: the leaf stays (saved again, as it always was).
+                    child = self.leaf(leaf_path, data[33:])
                 else:
                     replaced.append(node_hash)
-                    entries = [(node[0].hex(), node[0], node[1]), update]
+                    entries = [(leaf_path.hex(), leaf_path, data[33:]), update]
                     entries.sort()
                     child = self.build(depth, entries)
                 break
             replaced.append(node_hash)
             index = _NIBBLE[hex_path[depth]]
-            above.append(node)
+            above.append(data)
             indexes.append(index)
-            node_hash = node[index + 1]
-            depth += 1
-        added = self.added
-        new_nodes = self.new_nodes if self.keep_bytes else None
-        while above:
-            node = list(above.pop())
-            index = indexes.pop()
-            node[index + 1] = child
-            bitmap = node[0]
-            if child:
-                bitmap |= 1 << index
+            bit = 1 << index
+            bitmap = data[1] << 8 | data[2]
+            if bitmap & bit:
+                offset = 3 + 32 * (bitmap & (bit - 1)).bit_count()
+                node_hash = data[offset : offset + 32]
             else:
-                bitmap &= ~(1 << index)
-            node[0] = bitmap
+                node_hash = b""
+            depth += 1
+        new_nodes = self.new_nodes
+        while above:
+            data = above.pop()
+            bit = 1 << indexes.pop()
+            bitmap = data[1] << 8 | data[2]
+            offset = 3 + 32 * (bitmap & (bit - 1)).bit_count()
+            if bitmap & bit:
+                if child:
+                    children_bytes = data[3:offset] + child + data[offset + 32 :]
+                else:
+                    bitmap &= ~bit
+                    children_bytes = data[3:offset] + data[offset + 32 :]
+            elif child:
+                bitmap |= bit
+                children_bytes = data[3:offset] + child + data[offset:]
+            else:
+                children_bytes = data[3:]
             if bitmap & (bitmap - 1) == 0:
-                child = self.internal(node)  # empty, or maybe a single leaf that moves up
+                child = self.save_internal(bitmap, children_bytes)  # maybe empty or a leaf
                 continue
-            data = _INTERNAL_PREFIX + bitmap.to_bytes(2, "big") + b"".join(node[1:])
+            data = _INTERNAL_PREFIX + bitmap.to_bytes(2, "big") + children_bytes
             child = _sha256(data).digest()
-            added[child] = tuple(node)
-            if new_nodes is not None:
-                new_nodes[child] = data
+            new_nodes[child] = data
         return child
 
 
@@ -356,20 +338,20 @@ def apply_changes(
     store: NodeStore, root_hex: str, changes: Mapping[str, Any | None]
 ) -> tuple[str, dict[bytes, bytes]]:
     """The root after setting (or, for None, deleting) each key, and the nodes to persist."""
-    updater = _Updater(store, {}, keep_bytes=True)
+    updater = _Updater(store, {})
     root = bytes.fromhex(root_hex)
     root = updater.update(b"" if root == EMPTY_HASH else root, 0, _updates(changes))
     return (root or EMPTY_HASH).hex(), updater.new_nodes
 
 
 class StateTree:
-    """The newest version of a state tree, held decoded in memory (the auditor's replay,
-    genesis): same shape and hashes as apply_changes, without encoding every node through
-    a store. Replaced nodes are dropped, so only the current root can be proved; it is a
-    NodeStore for that root (prove(tree, tree.root, key))."""
+    """The newest version of a state tree in memory (the auditor's replay, genesis): the
+    nodes apply_changes would write, with those the new root no longer reaches dropped, so
+    only the current root can be proved; it is a NodeStore for that root
+    (prove(tree, tree.root, key))."""
 
     def __init__(self) -> None:
-        self._nodes: dict[bytes, Any] = {}
+        self._nodes: dict[bytes, bytes] = {}
         self._root = b""
 
     @property
@@ -387,17 +369,18 @@ class StateTree:
 
     def _apply(self, updates: list[_Update]) -> str:
         if updates:
-            updater = _Updater(None, self._nodes, keep_bytes=False)
+            updater = _Updater(None, self._nodes)
             self._root = updater.update(self._root, 0, updates)
             nodes = self._nodes
+            # Replaced first: a node made again with the same bytes (say, a value set to
+            # what it was) is in both and must stay.
             for node_hash in updater.replaced:
                 nodes.pop(node_hash, None)
-            nodes.update(updater.added)
+            nodes.update(updater.new_nodes)
         return self.root
 
     def get_node(self, node_hash: bytes) -> bytes | None:
-        node = self._nodes.get(node_hash)
-        return None if node is None else _encode(node)
+        return self._nodes.get(node_hash)
 
 
 def compute_root(values: Mapping[str, Any]) -> str:
