@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import Any
 
 from consensus.effects import (
     Broadcast,
@@ -97,10 +98,18 @@ class ReplicaDriver:
             await asyncio.sleep(0)
 
     def _carry_out(self, effects: list[Effect]) -> None:
+        # Consecutive Persists (a prepared certificate and the commit vote it allows, say)
+        # go to the journal in one synced batch; every one is on disk before any effect
+        # that follows them in the list is carried out.
+        unsynced: list[dict[str, Any]] = []
         for effect in effects:
             if isinstance(effect, Persist):
-                self._storage.journal_append(effect.record)
-            elif isinstance(effect, Send):
+                unsynced.append(effect.record)
+                continue
+            if unsynced:
+                self._storage.journal_append_many(unsynced)
+                unsynced = []
+            if isinstance(effect, Send):
                 self._peers.send(effect.to, KIND_CONSENSUS, effect.data)
             elif isinstance(effect, Broadcast):
                 self._peers.broadcast(KIND_CONSENSUS, effect.data)
@@ -122,6 +131,8 @@ class ReplicaDriver:
                 self._record_evidence(effect.evidence)
             elif isinstance(effect, Discarded):
                 log.debug("discarded a message from %s: %s", effect.peer[:8], effect.reason)
+        if unsynced:
+            self._storage.journal_append_many(unsynced)
 
     def _leader_name(self, height: int, view: int) -> str:
         leader = self._replica.app.validator_set(height).leader(height, view)

@@ -279,10 +279,16 @@ class Storage:
 
     def journal_append(self, record: dict[str, Any]) -> None:
         """Append what the validator is about to send; synced before it returns."""
-        height = int(record.get("height", 0))
-        key = b"j" + _U64.pack(height) + _U64.pack(self._journal_next)
-        self._db.put(key, canonical_bytes(record), sync=True)
-        self._journal_next += 1
+        self.journal_append_many([record])
+
+    def journal_append_many(self, records: list[dict[str, Any]]) -> None:
+        """Append records in order, in one synced batch (one fsync however many)."""
+        with self._db.write_batch(sync=True, transaction=True) as batch:
+            for record in records:
+                height = int(record.get("height", 0))
+                key = b"j" + _U64.pack(height) + _U64.pack(self._journal_next)
+                batch.put(key, canonical_bytes(record))
+                self._journal_next += 1
 
     def journal_records(self) -> list[dict[str, Any]]:
         """All journal records in the order they were written."""

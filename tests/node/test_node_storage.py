@@ -95,6 +95,21 @@ def test_journal_survives_reopen_in_order_and_prunes_by_height(tmp_path: Path) -
         storage.close()
 
 
+def test_journal_records_appended_together_keep_their_order(tmp_path: Path) -> None:
+    """Records appended in one batch come back after a reopen in order, between single appends."""
+    storage = Storage(tmp_path / "db")
+    storage.journal_append({"height": 7, "kind": "prepare"})
+    storage.journal_append_many([{"height": 7, "kind": "prepared"}, {"height": 7, "kind": "commit"}])
+    storage.journal_append({"height": 8, "kind": "prepare"})
+    storage.close()
+    storage = Storage(tmp_path / "db")
+    try:
+        kinds = [record["kind"] for record in storage.journal_records()]
+        assert kinds == ["prepare", "prepared", "commit", "prepare"]
+    finally:
+        storage.close()
+
+
 def test_database_of_another_chain_is_refused(tmp_path: Path) -> None:
     """A data directory made for one genesis will not start with another, and proofs work from stored nodes."""
     home = tmp_path / "home"
