@@ -306,9 +306,13 @@ async def _load(urls, plan, extras, rate, duration_s, results) -> None:
                 else:
                     refused += 1
 
+        side_number = 0
+
         async def side_requests(count: int) -> None:
-            nonlocal reads, checks, side_failures
-            for number in range(count):
+            nonlocal reads, checks, side_failures, side_number
+            for _ in range(count):
+                # numbered across ticks, so reads and checks alternate even at one a tick
+                number, side_number = side_number, side_number + 1
                 node = number % len(urls)
                 try:
                     if number % 2 and extras:
@@ -317,7 +321,8 @@ async def _load(urls, plan, extras, rate, duration_s, results) -> None:
                             await r.read()
                         checks += 1
                     else:
-                        async with session.get(urls[node] + "/v1/tokens/bench/%d" % (number + 1)) as r:
+                        token = number % max(1, len(extras)) + 1
+                        async with session.get(urls[node] + "/v1/tokens/bench/%d" % token) as r:
                             await r.read()
                         reads += 1
                 except (aiohttp.ClientError, asyncio.TimeoutError):
