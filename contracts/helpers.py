@@ -111,9 +111,7 @@ _parse_birth_date_text = functools.lru_cache(maxsize=1 << 16)(parse_birth_date)
 
 def is_of_age(account: dict[str, Any], on_date: datetime.date, min_age_years: int) -> bool:
     text = account.get("birth_date")
-    birth_date = (
-        _parse_birth_date_text(text) if type(text) is str else parse_birth_date(text)
-    )
+    birth_date = _parse_birth_date_text(text) if type(text) is str else parse_birth_date(text)
     # Only authenticated accounts reach this check and they all carry a birth date;
     # an account without one is never old enough to hold collectibles.
     return birth_date is not None and compute_age_years(birth_date, on_date) >= min_age_years

@@ -43,9 +43,7 @@ def _tree_loop(connection: Any) -> None:
 def encode_writes(writes: dict[str, Any]) -> dict[str, bytes | None]:
     """A write set with each value as its canonical bytes: bytes cross the pipe for a fraction
     of what pickling the values costs, and the tree hashes them as they are."""
-    return {
-        key: None if value is None else canonical_bytes(value) for key, value in writes.items()
-    }
+    return {key: None if value is None else canonical_bytes(value) for key, value in writes.items()}
 
 
 class StateRoots:
