@@ -9,7 +9,7 @@ per node (on admission or when first seen in a proposal) and remembered by id.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +29,7 @@ from node.storage import Storage
 log = logging.getLogger("yuxi.chain")
 
 MAX_CACHED_EXECUTIONS = 16
-READ_CACHE_LIMIT = 200_000
+READ_CACHE_LIMIT = 50_000  # cached state values (a token record is ~1 KB in Python)
 # What this node puts in one proposal (a proposer's choice, not a validity rule; the
 # chain parameter max_block_txs stays the bound others check). Every validator executes
 # a proposal before it votes, so a proposal must run well within the 2 s view timeout
@@ -55,8 +55,10 @@ class _Execution:
 
 
 class _CommittedView:
-    """The committed state, with reads cached until the next commit (the rules read the
-    same keys, such as the parameters, for every transaction; values are never mutated)."""
+    """The committed state, with reads cached (the rules read the same keys, such as the
+    parameters, for every transaction, and admission reads every sender's account).
+    A commit updates the cached keys it wrote instead of emptying the cache, so entries
+    stay right and warm across blocks; values are never mutated. Bounded, oldest out."""
 
     def __init__(self, storage: Storage) -> None:
         self._storage = storage
@@ -66,12 +68,20 @@ class _CommittedView:
         if key in self._cache:
             return self._cache[key]
         value = self._storage.state_get(key)
-        if len(self._cache) < READ_CACHE_LIMIT:
-            self._cache[key] = value
+        self._put(key, value)
         return value
 
-    def forget(self) -> None:
-        self._cache.clear()
+    def _put(self, key: str, value: Any) -> None:
+        if len(self._cache) >= READ_CACHE_LIMIT:
+            self._cache.pop(next(iter(self._cache)))
+        self._cache[key] = value
+
+    def committed(self, writes: Mapping[str, Any]) -> None:
+        """The state now holds `writes` (None: deleted); keep cached keys equal to it."""
+        cache = self._cache
+        for key, value in writes.items():
+            if key in cache:
+                cache[key] = value
 
 
 class NodeApplication:
@@ -236,7 +246,7 @@ class NodeApplication:
         self._storage.commit(
             block, certificate, results, execution.outcome.writes, execution.new_nodes, tx_ids
         )
-        self._view.forget()
+        self._view.committed(execution.outcome.writes)
         self._executions.clear()
         self._mempool.remove_committed(tx_ids, [tx.sender for tx in execution.txs])
         self._metrics.commits.inc()
