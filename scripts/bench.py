@@ -108,7 +108,8 @@ def child_pids(pid: int) -> list[int]:
 class Testnet:
     """A `yuxi testnet` of real processes in a temporary directory."""
 
-    def __init__(self, base_port: int, validators: int = 4) -> None:
+    def __init__(self, base_port: int, validators: int = 4, keep: bool = False) -> None:
+        self.keep = keep
         self.base_port = base_port
         self.validators = validators
         self.directory = Path(tempfile.mkdtemp(prefix="yuxi-bench-"))
@@ -139,7 +140,10 @@ class Testnet:
                 self.process.kill()
                 self.process.wait()
         self.log.close()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if self.keep:
+            print("  chain kept in %s (node logs: chain/node-*/node.log)" % self.directory, file=sys.stderr)
+        else:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 async def wait_ready(session: aiohttp.ClientSession, urls: list[str], timeout_s: float = 60) -> None:
@@ -390,9 +394,9 @@ async def view_changes_total(session: aiohttp.ClientSession, urls: list[str]) ->
 
 
 async def run_once(label: str, base_port: int, rate: int, duration_s: float, tokens: int, users: int,
-                   warmup_s: float) -> RunReport:
+                   warmup_s: float, keep: bool = False) -> RunReport:
     report = RunReport(label, rate, tokens)
-    with Testnet(base_port) as net:
+    with Testnet(base_port, keep=keep) as net:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
             await wait_ready(session, net.urls)
             population = await prepare(session, net.urls, users, tokens)
@@ -479,6 +483,8 @@ def main() -> None:
     parser.add_argument("--only", choices=["max", "half", "scale"], action="append",
                         help="run only these parts (default: all)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep each chain's directory (node logs: view changes, block sizes)")
     args = parser.parse_args()
     parts = set(args.only or ["max", "half", "scale"])
 
@@ -490,19 +496,19 @@ def main() -> None:
     max_run = None
     if "max" in parts:
         max_run = asyncio.run(run_once("max rate", args.base_port, args.rate, args.duration, tokens,
-                                       args.users, args.warmup))
+                                       args.users, args.warmup, args.keep))
         runs.append(max_run)
     if "half" in parts:
         half_rate = max(1, int((max_run.committed_tps if max_run else args.rate) // 2))
         runs.append(asyncio.run(run_once("half rate", args.base_port, half_rate, args.duration,
-                                         int(half_rate * args.duration * 1.1), args.users, args.warmup)))
+                                         int(half_rate * args.duration * 1.1), args.users, args.warmup, args.keep)))
     if "scale" in parts:
         scale_rate = max(1, int((max_run.committed_tps if max_run else args.rate) * 0.8))
         scale_tokens = max(int(scale_rate * args.duration * 1.1), 10_000)
         runs.append(asyncio.run(run_once("10^4 tokens", args.base_port, scale_rate, args.duration,
-                                         scale_tokens, args.users, args.warmup)))
+                                         scale_tokens, args.users, args.warmup, args.keep)))
         runs.append(asyncio.run(run_once("10^6 tokens", args.base_port, scale_rate, args.duration,
-                                         max(scale_tokens, 1_000_000), args.users, args.warmup)))
+                                         max(scale_tokens, 1_000_000), args.users, args.warmup, args.keep)))
     headline = max_run or runs[0]
     summary = {
         "committed_tps": headline.committed_tps,
