@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import string
 
@@ -60,14 +61,18 @@ class SigningKey:
         return self._key.sign(message).hex()
 
 
+@functools.lru_cache(maxsize=65536)
+def _public_key(public_key: str) -> Ed25519PublicKey:
+    # Senders sign many transactions: parse each key once, not once per signature.
+    return Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key))
+
+
 def verify(public_key: str, message: bytes, signature: str) -> bool:
     """Check an Ed25519 signature; malformed keys or signatures simply fail."""
     if not is_hex(public_key, 32) or not is_hex(signature, 64):
         return False
     try:
-        Ed25519PublicKey.from_public_bytes(bytes.fromhex(public_key)).verify(
-            bytes.fromhex(signature), message
-        )
+        _public_key(public_key).verify(bytes.fromhex(signature), message)
     except (InvalidSignature, ValueError):
         return False
     return True
