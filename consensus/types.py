@@ -10,29 +10,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from primitives.crypto import is_hex, sha256_hex, verify
+from primitives.crypto import is_hex, verify
 from primitives.encoding import canonical_bytes
+from primitives.headers import HEADER_FIELDS, ZERO_HASH, header_hash  # noqa: F401 (re-exported)
 
 COMMIT_DOMAIN = b"yuxi-commit-v1\n"
-ZERO_HASH = "0" * 64
-HEADER_FIELDS = (
-    "chain_id",
-    "height",
-    "parent",
-    "time",
-    "proposer",
-    "tx_root",
-    "results_root",
-    "state_root",
-)
 
 
 class CertificateError(ValueError):
     """A commit certificate that does not prove finality."""
-
-
-def header_hash(header: dict[str, Any]) -> str:
-    return sha256_hex(canonical_bytes(header))
 
 
 @dataclass(frozen=True)

@@ -17,18 +17,9 @@ from contracts.helpers import get_params
 from contracts.state import StateView
 from contracts.state_tree import NodeStore, apply_changes
 from contracts.transactions import SignedTx
-from primitives.crypto import sha256_hex
 from primitives.encoding import canonical_bytes
+from primitives.headers import ZERO_HASH, header_hash
 from primitives.merkle import merkle_root
-
-# The state transition knows nothing of consensus (tests/test_architecture.py), so the
-# two header facts it needs are restated here; consensus.types agrees byte for byte.
-ZERO_HASH = "0" * 64
-
-
-def header_hash(header: dict[str, Any]) -> str:
-    """The block hash: SHA-256 of the header's canonical bytes (PROTOCOL §5)."""
-    return sha256_hex(canonical_bytes(header))
 
 
 class BlockError(ValueError):
