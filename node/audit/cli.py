@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -158,26 +159,43 @@ def audit_group() -> None:
     """Check the chain, state proofs and provenance without trusting any node."""
 
 
+def _chain_source_options(command: Callable[..., None]) -> Callable[..., None]:
+    """The options naming where the chain comes from, shared by replay and export."""
+    for option in reversed(
+        [
+            click.option(
+                "--home",
+                "home",
+                type=click.Path(path_type=Path, file_okay=False),
+                help="a node's home directory",
+            ),
+            click.option(
+                "--from",
+                "from_url",
+                metavar="URL",
+                help="RPC address of any node, e.g. http://127.0.0.1:8600",
+            ),
+            click.option(
+                "--genesis",
+                "genesis_file",
+                type=click.Path(path_type=Path, dir_okay=False),
+                help="the chain's genesis file (pins the chain; otherwise the source's is used)",
+            ),
+            click.option(
+                "--workers",
+                type=int,
+                default=None,
+                help="signature-check processes (default: one per core)",
+            ),
+        ]
+    ):
+        command = option(command)
+    return command
+
+
 @audit_group.command(name="replay")
-@click.option(
-    "--home",
-    "home",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="a node's home directory",
-)
-@click.option(
-    "--from", "from_url", metavar="URL", help="RPC address of any node, e.g. http://127.0.0.1:8600"
-)
-@click.option(
-    "--genesis",
-    "genesis_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="the chain's genesis file (pins the chain; otherwise the source's is used)",
-)
+@_chain_source_options
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON")
-@click.option(
-    "--workers", type=int, default=None, help="signature-check processes (default: one per core)"
-)
 def replay_command(
     home: Path | None,
     from_url: str | None,
@@ -213,28 +231,13 @@ def replay_command(
 
 
 @audit_group.command(name="export")
-@click.option("--from", "from_url", metavar="URL", help="RPC address of any node")
-@click.option(
-    "--home",
-    "home",
-    type=click.Path(path_type=Path, file_okay=False),
-    help="a node's home directory",
-)
-@click.option(
-    "--genesis",
-    "genesis_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="the chain's genesis file (pins the chain)",
-)
+@_chain_source_options
 @click.option(
     "--out",
     "out",
     required=True,
     type=click.Path(path_type=Path, dir_okay=False),
     help="the SQLite file to write (replaced if it exists)",
-)
-@click.option(
-    "--workers", type=int, default=None, help="signature-check processes (default: one per core)"
 )
 def export_command(
     from_url: str | None,
