@@ -123,13 +123,17 @@ async def check_transaction(request: web.Request) -> web.Response:
     return web.json_response({"result": service.check(body)})
 
 
+def _found(answer: Any, missing: str) -> web.Response:
+    """The answer as JSON, or 404 `not_found` with the given message when there is none."""
+    if answer is None:
+        raise RpcError(404, "not_found", missing)
+    return web.json_response(answer)
+
+
 async def get_transaction(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
     tx_id = _hex64(request.match_info["id"], "transaction id")
-    answer = service.transaction(tx_id)
-    if answer is None:
-        raise RpcError(404, "not_found", "no transaction %s" % tx_id)
-    return web.json_response(answer)
+    return _found(service.transaction(tx_id), "no transaction %s" % tx_id)
 
 
 # ---- state ------------------------------------------------------------------
@@ -138,10 +142,7 @@ async def get_transaction(request: web.Request) -> web.Response:
 async def get_account(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
     account = _hex64(request.match_info["id"], "account id")
-    answer = service.account(account)
-    if answer is None:
-        raise RpcError(404, "not_found", "no account %s" % account)
-    return web.json_response(answer)
+    return _found(service.account(account), "no account %s" % account)
 
 
 async def get_account_tokens(request: web.Request) -> web.Response:
@@ -157,19 +158,13 @@ async def get_account_tokens(request: web.Request) -> web.Response:
 async def get_token(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
     token = "%s:%s" % (request.match_info["collection"], request.match_info["serial"])
-    answer = service.token(token)
-    if answer is None:
-        raise RpcError(404, "not_found", "no token %s" % token)
-    return web.json_response(answer)
+    return _found(service.token(token), "no token %s" % token)
 
 
 async def get_collection(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
     collection = request.match_info["id"]
-    answer = service.collection(collection)
-    if answer is None:
-        raise RpcError(404, "not_found", "no collection %s" % collection)
-    return web.json_response(answer)
+    return _found(service.collection(collection), "no collection %s" % collection)
 
 
 async def get_params(request: web.Request) -> web.Response:
@@ -191,10 +186,7 @@ async def get_block(request: web.Request) -> web.Response:
         height = int(which)
     else:
         raise RpcError(400, "bad_request", "height must be a positive integer or 'latest'")
-    answer = service.block_answer(height, full_txs=full)
-    if answer is None:
-        raise RpcError(404, "not_found", "no block at height %d" % height)
-    return web.json_response(answer)
+    return _found(service.block_answer(height, full_txs=full), "no block at height %d" % height)
 
 
 async def get_status(request: web.Request) -> web.Response:
