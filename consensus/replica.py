@@ -329,6 +329,13 @@ class Replica:
         else:
             self._deadline_ms = self._view_entered_ms + self._timeout_ms(self._view)
 
+    def _extend_deadline(self) -> None:
+        """A valid proposal was accepted: the view is making progress, so it gets a full
+        timeout from now to gather its votes. A leader whose block takes long to execute
+        and vote on is not voted away, and since a view accepts one proposal, a slow or
+        Byzantine leader gains this once per view: liveness is kept."""
+        self._deadline_ms = max(self._deadline_ms, self._now_ms + self._timeout_ms(self._view))
+
     def _triage_height(self, peer: str, message: Proposal | Vote | ViewChange) -> bool:
         """True when the message is for the height being decided; otherwise hold it
         (next height), help the sender catch up (it is behind) or drop it."""
@@ -446,6 +453,7 @@ class Replica:
         state.proposals[view] = (block.hash, signature)
         state.bodies[block.hash] = block
         state.accepted[view] = block.hash
+        self._extend_deadline()
         self._send_out((PROPOSAL, view), encode(proposal))
         self._sign_and_send(PREPARE, view, block.hash)
         self._check_progress()
@@ -505,6 +513,7 @@ class Replica:
         if view > self._view:
             self._enter_view(view)
         state.accepted[view] = block.hash
+        self._extend_deadline()
         if self._is_voter():
             self._sign_and_send(PREPARE, view, block.hash)
         self._check_progress()

@@ -140,10 +140,13 @@ class Simulation:
         self.faulty_keys: set[str] = set()
         self._well_formed: set[bytes] = set()
         # The adaptive adversary: armed, it waits for the first commit of a height, then
-        # drops that height's commit votes to everyone else and cuts the outgoing links
-        # of whoever has committed it, so the rest must decide without them.
+        # hides the commit votes of the view that committed it from everyone else and cuts
+        # the outgoing links of whoever has committed it, until one of the others decides
+        # the height (or the fault phase ends): the rest must decide without them, in a
+        # later view, and the certificate that block was prepared with must carry over.
         self.adversary_armed = False
         self.adversary_height = 0
+        self.adversary_view = 0
         self.adversary_until_ms = 0
         self.adversary_isolated: set[int] = set()
         self.nodes: list[Node] = []
@@ -418,22 +421,28 @@ class Simulation:
             isinstance(message, messages.Vote)
             and message.kind == messages.COMMIT
             and message.height == self.adversary_height
+            and message.view == self.adversary_view
             and target not in self.adversary_isolated
         )
 
-    def _adversary_sees_commit(self, node: Node, height: int) -> None:
+    def _adversary_sees_commit(self, node: Node, effect: Committed) -> None:
+        height = effect.block.height
         if self.adversary_armed and self.now_ms < self.fault_end_ms:
             self.adversary_armed = False
             self.adversary_height = height
-            self.adversary_until_ms = self.now_ms + self.rng.randint(500, 2000)
+            self.adversary_view = effect.certificate.view
+            self.adversary_until_ms = self.fault_end_ms
             self.adversary_isolated = {node.index}
             self._count("adaptive_partition")
         elif height == self.adversary_height and self.now_ms < self.adversary_until_ms:
-            self.adversary_isolated.add(node.index)
+            if effect.certificate.view == self.adversary_view:
+                self.adversary_isolated.add(node.index)  # the hidden votes reached it in time
+            else:
+                self.adversary_until_ms = self.now_ms  # the others decided: the attack is over
 
     def _check_commit(self, node: Node, effect: Committed) -> None:
         block = effect.block
-        self._adversary_sees_commit(node, block.height)
+        self._adversary_sees_commit(node, effect)
         root = node.ledger.state_roots[block.height]
         if root != block.header["state_root"]:
             self._fail("node %d committed block %d whose state root is not its own" % (node.index, block.height))
