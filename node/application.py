@@ -9,6 +9,7 @@ per node (on admission or when first seen in a proposal) and remembered by id.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -62,7 +63,7 @@ class _CommittedView:
 
     def __init__(self, storage: Storage) -> None:
         self._storage = storage
-        self._cache: dict[str, Any] = {}
+        self._cache: OrderedDict[str, Any] = OrderedDict()
 
     def get(self, key: str) -> Any | None:
         if key in self._cache:
@@ -73,7 +74,7 @@ class _CommittedView:
 
     def _put(self, key: str, value: Any) -> None:
         if len(self._cache) >= READ_CACHE_LIMIT:
-            self._cache.pop(next(iter(self._cache)))
+            self._cache.popitem(last=False)
         self._cache[key] = value
 
     def committed(self, writes: Mapping[str, Any]) -> None:
@@ -104,7 +105,7 @@ class NodeApplication:
         self._metrics = metrics
         self._names = names
         self._view = _CommittedView(storage)
-        self._executions: dict[str, _Execution] = {}
+        self._executions: OrderedDict[str, _Execution] = OrderedDict()
         self._genesis_header: dict[str, Any] | None = None
         self.on_commit: Callable[[Block, CommitCertificate, list[dict[str, Any]]], None] = (
             lambda b, c, r: None
@@ -164,7 +165,7 @@ class NodeApplication:
 
     def _remember(self, block_hash: str, execution: _Execution) -> None:
         if len(self._executions) >= MAX_CACHED_EXECUTIONS:
-            self._executions.pop(next(iter(self._executions)))
+            self._executions.popitem(last=False)
         self._executions[block_hash] = execution
 
     def propose(self, height: int, time_ms: int, proposer: str) -> Block:

@@ -26,6 +26,7 @@ Token history lives in the state itself (contracts keep it), so it is not indexe
 from __future__ import annotations
 
 import struct
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,11 @@ from primitives.encoding import canonical_bytes, encode_trusted
 
 RECENT_BLOCKS_CACHED = 16
 TREE_NODES_CACHED = 100_000
+LEAF_BYTES = 65
+# Tree nodes are read at random hashes: a bloom filter spares a read per table level that
+# cannot hold the key, and the block cache keeps the hot tables' blocks decompressed.
+BLOOM_FILTER_BITS = 10
+BLOCK_CACHE_BYTES = 32 * 1024 * 1024
 _U64 = struct.Struct(">Q")
 
 
@@ -61,16 +67,23 @@ class Storage:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         try:
-            self._db = plyvel.DB(str(path), create_if_missing=True)
+            self._db = plyvel.DB(
+                str(path),
+                create_if_missing=True,
+                bloom_filter_bits=BLOOM_FILTER_BITS,
+                lru_cache_size=BLOCK_CACHE_BYTES,
+            )
         except plyvel.IOError as exc:
             raise NodeSetupError(
                 "cannot open the database in %s (is another node running on this home?): %s"
                 % (path, exc)
             ) from None
         self._journal_next = self._last_journal_sequence() + 1
-        self._recent_blocks: dict[int, Block] = {}
-        self._nodes: dict[bytes, bytes] = {}
-        self._recent_results: dict[int, list[dict[str, Any]]] = {}
+        self._recent_blocks: OrderedDict[int, Block] = OrderedDict()
+        # Oldest out. OrderedDict, not dict: popping a dict's first key again and again
+        # leaves a growing run of dead slots that each next(iter()) walks over.
+        self._nodes: OrderedDict[bytes, bytes] = OrderedDict()
+        self._recent_results: OrderedDict[int, list[dict[str, Any]]] = OrderedDict()
 
     def close(self) -> None:
         if not self._db.closed:
@@ -126,11 +139,11 @@ class Storage:
         return results
 
     @staticmethod
-    def _remember(cache: dict[int, Any], height: int, value: Any) -> None:
+    def _remember(cache: OrderedDict[int, Any], height: int, value: Any) -> None:
         # Committed blocks never change, so a small cache of recent ones is always right;
         # it spares decoding a large block for each status poll of one of its transactions.
         if len(cache) >= RECENT_BLOCKS_CACHED:
-            cache.pop(next(iter(cache)))
+            cache.popitem(last=False)
         cache[height] = value
 
     def height_of_hash(self, block_hash: str) -> int | None:
@@ -161,10 +174,22 @@ class Storage:
         if node is None:
             node = self._db.get(b"n" + node_hash)
             if node is not None:
-                if len(self._nodes) >= TREE_NODES_CACHED:
-                    self._nodes.pop(next(iter(self._nodes)))
-                self._nodes[node_hash] = node
+                self._cache_node(node_hash, node)
         return node
+
+    def _cache_node(self, node_hash: bytes, node: bytes) -> None:
+        if len(self._nodes) >= TREE_NODES_CACHED:
+            self._nodes.popitem(last=False)
+        self._nodes[node_hash] = node
+
+    def remember_nodes(self, nodes: Mapping[bytes, bytes]) -> None:
+        """Cache the internal nodes of a newly committed tree: the next block walks down
+        through them (every block rewrites the top levels), and reading them back from
+        LevelDB at random hashes made each write cost 40x more with a million keys than
+        with a few thousand. Leaves are left out: a block rarely reads one it just wrote."""
+        for node_hash, node in nodes.items():
+            if len(node) != LEAF_BYTES:
+                self._cache_node(node_hash, node)
 
     def put_nodes(self, nodes: Mapping[bytes, bytes]) -> None:
         """Tree nodes for genesis; block nodes go in with commit()."""
@@ -222,6 +247,7 @@ class Storage:
             batch.put(b"mstate_root", canonical_bytes(block.header["state_root"]))
             for name, value in (extra_meta or {}).items():
                 batch.put(b"m" + name.encode(), canonical_bytes(value))
+        self.remember_nodes(new_nodes)
 
     def _owner_changes(self, writes: Mapping[str, Any]) -> list[tuple[str, str | None, str | None]]:
         """(token, previous owner, new owner) for each token record the writes touch."""
