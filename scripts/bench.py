@@ -78,7 +78,8 @@ def measure_verify_rate(seconds: float = 1.0) -> int:
 @dataclass
 class ProcessSample:
     cpu_seconds: float
-    peak_rss_mb: float
+    peak_rss_mb: float  # VmHWM: includes LevelDB's table files, which it reads through mmap
+    anon_rss_mb: float  # RssAnon now: the process's own memory, without file pages
 
 
 def sample_process(pid: int) -> ProcessSample:
@@ -86,12 +87,13 @@ def sample_process(pid: int) -> ProcessSample:
     with open("/proc/%d/stat" % pid) as handle:
         fields = handle.read().rsplit(")", 1)[1].split()
     cpu = (int(fields[11]) + int(fields[12])) / ticks
-    peak_kb = 0
+    memory_kb = {"VmHWM:": 0, "RssAnon:": 0}
     with open("/proc/%d/status" % pid) as handle:
         for line in handle:
-            if line.startswith("VmHWM:"):
-                peak_kb = int(line.split()[1])
-    return ProcessSample(cpu, peak_kb / 1024)
+            name, _, rest = line.partition("\t")
+            if name in memory_kb:
+                memory_kb[name] = int(rest.split()[0])
+    return ProcessSample(cpu, memory_kb["VmHWM:"] / 1024, memory_kb["RssAnon:"] / 1024)
 
 
 def child_pids(pid: int) -> list[int]:
@@ -437,7 +439,8 @@ async def run_once(label: str, base_port: int, rate: int, duration_s: float, tok
         for pid in net.node_pids():
             sample = sample_process(pid)
             report.nodes.append({"pid": pid, "cpu_s": round(sample.cpu_seconds - cpu_before.get(pid, 0.0), 1),
-                                 "peak_rss_mb": round(sample.peak_rss_mb, 1)})
+                                 "peak_rss_mb": round(sample.peak_rss_mb, 1),
+                                 "anon_rss_mb": round(sample.anon_rss_mb, 1)})
     submitted = outcome["submitted"]
     window_start, window_end = wall_start + warmup_s, wall_start + duration_s
     in_window = [at for at in commits.values() if window_start <= at < window_end]
@@ -468,7 +471,8 @@ def print_table(summary: dict) -> None:
                         run["latency_p99_ms"], run["latency_max_ms"], run["view_changes"], run["refused"],
                         run["never_committed"]))
         for node in run["nodes"]:
-            print("    node pid %(pid)d: cpu %(cpu_s)s s, peak RSS %(peak_rss_mb)s MB" % node)
+            print("    node pid %(pid)d: cpu %(cpu_s)s s, peak RSS %(peak_rss_mb)s MB"
+                  " (anonymous at the end: %(anon_rss_mb)s MB)" % node)
     print("share of the signature bound at the maximum rate: %.1f%%" % (100 * summary["share_of_bound"]))
 
 
