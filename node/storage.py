@@ -36,12 +36,12 @@ import plyvel
 
 from consensus.types import Block, CommitCertificate
 from contracts.state import token_id_of_key
+from contracts.state_tree import LEAF_BYTES
 from node.errors import NodeSetupError
 from primitives.encoding import canonical_bytes, encode_trusted
 
 RECENT_BLOCKS_CACHED = 16
 TREE_NODES_CACHED = 100_000
-LEAF_BYTES = 65
 # Tree nodes are read at random hashes: a bloom filter spares a read per table level that
 # cannot hold the key, and the block cache keeps the hot tables' blocks decompressed.
 BLOOM_FILTER_BITS = 10

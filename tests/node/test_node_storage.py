@@ -141,3 +141,26 @@ def test_a_second_node_on_the_same_home_is_refused(tmp_path: Path) -> None:
             Storage(tmp_path / "db")
     finally:
         storage.close()
+
+
+def test_tree_node_cache_keeps_the_newest_internal_nodes_within_its_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Committed internal nodes are cached (leaves are not), oldest out, never above the
+    bound; a node evicted from the cache is still read from LevelDB."""
+    import node.storage as storage_module
+    from contracts.state_tree import apply_changes
+
+    monkeypatch.setattr(storage_module, "TREE_NODES_CACHED", 8)
+    storage = Storage(tmp_path / "db")
+    storage.write_genesis("g" * 64, {}, {}, "0" * 64)
+    root, nodes = apply_changes(storage, "0" * 64, {"token/c:%d" % i: {"n": i} for i in range(40)})
+    block, certificate = _block(1, root)
+    storage.commit(block, certificate, [], {}, nodes, [])
+    internal = [h for h, data in nodes.items() if len(data) != 65]
+    assert len(internal) > 8 and len(storage._nodes) == 8
+    assert list(storage._nodes) == internal[-8:]
+    for node_hash, data in nodes.items():
+        assert storage.get_node(node_hash) == data
+    assert len(storage._nodes) == 8
+    storage.close()
