@@ -138,24 +138,18 @@ def _children(data: bytes) -> list[bytes]:
 
 
 class _Updater:
-    """One batch update. Reads nodes from `nodes`, from this batch, then from the store
-    (checked there); collects the new nodes (`new_nodes`) and the hashes of the nodes the
-    new tree no longer holds (`replaced`)."""
+    """One batch update. Reads nodes from this batch, then from the store (checked there);
+    collects the new nodes (`new_nodes`)."""
 
-    def __init__(self, store: NodeStore | None, nodes: Mapping[bytes, bytes]) -> None:
+    def __init__(self, store: NodeStore) -> None:
         self.store = store
-        self.nodes = nodes
         self.new_nodes: dict[bytes, bytes] = {}
-        self.replaced: list[bytes] = []
 
     def load(self, node_hash: bytes) -> bytes:
-        data = self.nodes.get(node_hash)
-        if data is not None:
-            return data
         data = self.new_nodes.get(node_hash)
         if data is not None:
             return data
-        data = None if self.store is None else self.store.get_node(node_hash)
+        data = self.store.get_node(node_hash)
         if data is None:
             raise StateTreeError("missing tree node %s" % node_hash.hex())
         if not _well_formed(data):
@@ -226,7 +220,6 @@ class _Updater:
         if not node_hash:
             return self.build(depth, [update for update in updates if update[2] is not None])
         data = self.load(node_hash)
-        self.replaced.append(node_hash)
         if len(data) == LEAF_BYTES:
             # Re-split the leaf together with the updates; an update of its own key wins.
             path = data[1:33]
@@ -243,32 +236,25 @@ class _Updater:
     def update_one(self, node_hash: bytes, depth: int, update: _Update) -> bytes:
         """update() for a single key: walk down to its slot, then re-hash the way back up."""
         hex_path, path, hashed_value = update
-        nodes_get = self.nodes.get
-        replaced = self.replaced
         above: list[bytes] = []
         indexes: list[int] = []
         while True:
             if not node_hash:
                 child = b"" if hashed_value is None else self.leaf(path, hashed_value)
                 break
-            data = nodes_get(node_hash)
-            if data is None:
-                data = self.load(node_hash)
+            data = self.load(node_hash)
             if len(data) == LEAF_BYTES:
                 leaf_path = data[1:33]
                 if leaf_path == path:
-                    replaced.append(node_hash)
                     child = b"" if hashed_value is None else self.leaf(path, hashed_value)
                 elif hashed_value is None:
                     # Deleting an absent key: the leaf stays (saved again, as it always was).
                     child = self.leaf(leaf_path, data[33:])
                 else:
-                    replaced.append(node_hash)
                     entries = [(leaf_path.hex(), leaf_path, data[33:]), update]
                     entries.sort()
                     child = self.build(depth, entries)
                 break
-            replaced.append(node_hash)
             index = _NIBBLE[hex_path[depth]]
             above.append(data)
             indexes.append(index)
@@ -321,14 +307,14 @@ def _groups(entries: list[_Update], depth: int) -> list[tuple[int, list[_Update]
     return groups
 
 
-def _updates(changes: Mapping[str, Any | None], *, encoded: bool = False) -> list[_Update]:
+def _updates(changes: Mapping[str, Any | None]) -> list[_Update]:
     updates = []
     for key, value in changes.items():
         path = _sha256(key.encode("utf-8")).digest()
         if value is None:
             hashed = None
         else:
-            hashed = _sha256(value if encoded else canonical_bytes(value)).digest()
+            hashed = _sha256(canonical_bytes(value)).digest()
         updates.append((path.hex(), path, hashed))
     updates.sort()
     return updates
@@ -338,54 +324,17 @@ def apply_changes(
     store: NodeStore, root_hex: str, changes: Mapping[str, Any | None]
 ) -> tuple[str, dict[bytes, bytes]]:
     """The root after setting (or, for None, deleting) each key, and the nodes to persist."""
-    updater = _Updater(store, {})
+    updater = _Updater(store)
     root = bytes.fromhex(root_hex)
     root = updater.update(b"" if root == EMPTY_HASH else root, 0, _updates(changes))
     return (root or EMPTY_HASH).hex(), updater.new_nodes
 
 
-class StateTree:
-    """The newest version of a state tree in memory (the auditor's replay, genesis): the
-    nodes apply_changes would write, with those the new root no longer reaches dropped, so
-    only the current root can be proved; it is a NodeStore for that root
-    (prove(tree, tree.root, key))."""
-
-    def __init__(self) -> None:
-        self._nodes: dict[bytes, bytes] = {}
-        self._root = b""
-
-    @property
-    def root(self) -> str:
-        return (self._root or EMPTY_HASH).hex()
-
-    def apply(self, changes: Mapping[str, Any | None]) -> str:
-        """Set (or, for None, delete) each key; return the new root (hex)."""
-        return self._apply(_updates(changes))
-
-    def apply_encoded(self, changes: Mapping[str, bytes | None]) -> str:
-        """apply() with each value given as its canonical bytes (encoded by the caller, say
-        in another process)."""
-        return self._apply(_updates(changes, encoded=True))
-
-    def _apply(self, updates: list[_Update]) -> str:
-        if updates:
-            updater = _Updater(None, self._nodes)
-            self._root = updater.update(self._root, 0, updates)
-            nodes = self._nodes
-            # Replaced first: a node made again with the same bytes (say, a value set to
-            # what it was) is in both and must stay.
-            for node_hash in updater.replaced:
-                nodes.pop(node_hash, None)
-            nodes.update(updater.new_nodes)
-        return self.root
-
-    def get_node(self, node_hash: bytes) -> bytes | None:
-        return self._nodes.get(node_hash)
-
-
 def compute_root(values: Mapping[str, Any]) -> str:
-    """The root of a whole state held in memory (genesis, tests, the auditor)."""
-    return StateTree().apply(values)
+    """The root of a whole state held in memory (genesis, tests); contracts.memory_tree
+    keeps such a state up to date batch after batch."""
+    root, _ = apply_changes(MemoryNodeStore(), EMPTY_ROOT, values)
+    return root
 
 
 def _load_bytes(store: NodeStore, node_hash: bytes) -> bytes:

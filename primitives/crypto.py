@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import string
+import re
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-_HEX_DIGITS = frozenset(string.hexdigits.lower()[:16])
+_LOWER_HEX = re.compile("[0-9a-f]*")
 
 
 def sha256(data: bytes) -> bytes:
@@ -26,7 +26,7 @@ def is_hex(value: object, length_bytes: int) -> bool:
     return (
         isinstance(value, str)
         and len(value) == 2 * length_bytes
-        and _HEX_DIGITS.issuperset(value)
+        and _LOWER_HEX.fullmatch(value) is not None
     )
 
 

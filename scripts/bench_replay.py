@@ -195,13 +195,13 @@ def measure_phases(genesis_obj: dict[str, Any], blocks: list[SourceBlock]) -> No
     from contracts.execution import BlockContext, execute_block
     from contracts.genesis import genesis_writes, load_genesis
     from contracts.state import DictView
-    from contracts.state_tree import StateTree
+    from contracts.memory_tree import MemoryTree
     from node.audit.signatures import check_chunk, signed_tx_from
     from node.audit.state_roots import encode_writes
 
     genesis = load_genesis(genesis_obj)
     view = DictView()
-    tree = StateTree()
+    tree = MemoryTree()
     writes = genesis_writes(genesis)
     view.apply(writes)
     tree.apply(writes)

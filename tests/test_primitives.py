@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from primitives.crypto import SigningKey, is_hex, sha256_hex, verify
-from primitives.encoding import EncodingError, canonical_bytes, decode_canonical
+from primitives.encoding import EncodingError, canonical_bytes, decode_canonical, encode_trusted
 from primitives.merkle import merkle_root
 
 canonical_values = st.recursive(
@@ -25,6 +25,24 @@ def test_decode_then_encode_gives_back_the_bytes(value: object) -> None:
     """Any canonical value round-trips byte for byte."""
     data = canonical_bytes(value)
     assert canonical_bytes(decode_canonical(data, max_bytes=1 << 20)) == data
+
+
+@given(canonical_values)
+def test_trusted_encoder_writes_the_canonical_bytes(value: object) -> None:
+    """The compiled encoder for known-canonical values gives canonical_bytes' bytes."""
+    assert encode_trusted(value) == canonical_bytes(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [0, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**63 - 1, "", "a" * 31, "a" * 32,
+     "a" * 255, "a" * 256, "a" * 65536, list(range(16)), list(range(65536)),
+     {str(index): index for index in range(16)}, {"\U0001f600": 1, "\uffff": 2, "é": 3, "z": 4}],
+)
+def test_trusted_encoder_uses_the_shortest_forms(value: object) -> None:
+    """At every length boundary of ints, strings, arrays and maps, and for keys whose
+    UTF-8 order differs from UTF-16's."""
+    assert encode_trusted(value) == canonical_bytes(value)
 
 
 def test_map_keys_are_sorted_by_utf8_bytes() -> None:

@@ -55,10 +55,13 @@ from primitives.crypto import sha256_hex
 from primitives.encoding import EncodingError, canonical_bytes
 
 # How far signature checks run ahead of execution, in blocks and in transactions.
-LOOKAHEAD_BLOCKS = 64
-LOOKAHEAD_TXS = 20_000
+LOOKAHEAD_BLOCKS = 128
+LOOKAHEAD_TXS = 100_000
 # How many executed blocks may wait for their state root from the tree process.
-MAX_UNCONFIRMED_BLOCKS = 4
+# Enough for execution and signature checks to go on while the tree process hashes a
+# block of mints (200,000 writes or so), bounded in what the waiting blocks hold.
+MAX_UNCONFIRMED_BLOCKS = 64
+MAX_UNCONFIRMED_WRITES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,7 @@ class _Replayer:
         self.root = self.genesis_root
         # Executed blocks whose state root the tree process has not confirmed yet.
         self.unconfirmed: deque[ReplayedBlock] = deque()
+        self.unconfirmed_writes = 0
         self.height = 0
         self.head_hash = ZERO_HASH
         self.head_time_ms = self.genesis.genesis_time
@@ -282,6 +286,7 @@ class _Replayer:
         self.height = expected
         self.head_hash = block_hash
         self.head_time_ms = block_time
+        self.unconfirmed_writes += len(outcome.writes)
         self.unconfirmed.append(
             ReplayedBlock(
                 height=expected,
@@ -301,26 +306,31 @@ class _Replayer:
         """Compare the roots that came back (all outstanding ones when `wait`); each
         confirmed block goes to the observers, so they only ever see checked blocks."""
         while self.unconfirmed and (wait or self.roots.ready()):
-            height, state_root = self.roots.next_root()
-            record = self.unconfirmed.popleft()
-            if record.height != height:
-                raise RuntimeError(
-                    "state roots came back out of order (%d for %d)" % (height, record.height)
-                )
-            claimed = record.header.get("state_root")
-            if claimed != state_root:
-                raise AuditError(
-                    height,
-                    "state_root in header %s, re-execution gives %s" % (claimed, state_root),
-                    check="state_root",
-                )
-            self.root = state_root
-            self.confirmed_height = height
-            self.tx_count += len(record.txs)
-            for observer in self.observers:
-                observer.on_block(record)
-            if self.on_progress is not None:
-                self.on_progress(height, self.tx_count)
+            self._confirm_next()
+
+    def _confirm_next(self) -> None:
+        """Wait for the oldest unconfirmed block's root and compare it."""
+        height, state_root = self.roots.next_root()
+        record = self.unconfirmed.popleft()
+        self.unconfirmed_writes -= len(record.writes)
+        if record.height != height:
+            raise RuntimeError(
+                "state roots came back out of order (%d for %d)" % (height, record.height)
+            )
+        claimed = record.header.get("state_root")
+        if claimed != state_root:
+            raise AuditError(
+                height,
+                "state_root in header %s, re-execution gives %s" % (claimed, state_root),
+                check="state_root",
+            )
+        self.root = state_root
+        self.confirmed_height = height
+        self.tx_count += len(record.txs)
+        for observer in self.observers:
+            observer.on_block(record)
+        if self.on_progress is not None:
+            self.on_progress(height, self.tx_count)
 
     @staticmethod
     def _certificate(height: int, block_hash: str, commit: Any) -> CommitCertificate:
@@ -372,7 +382,12 @@ class _Replayer:
                 # An earlier block's state root may be wrong too: the lowest height is reported.
                 self.confirm(wait=True)
                 raise
-            self.confirm(wait=len(self.unconfirmed) >= MAX_UNCONFIRMED_BLOCKS)
+            self.confirm(wait=False)
+            while (
+                len(self.unconfirmed) >= MAX_UNCONFIRMED_BLOCKS
+                or self.unconfirmed_writes >= MAX_UNCONFIRMED_WRITES
+            ):
+                self._confirm_next()
             # The replayed state is a million long-lived maps without reference cycles; left
             # in the collector's generations, every full collection walks all of them (a fifth
             # of execution time). Frozen, they are freed by reference counting as before.

@@ -29,6 +29,9 @@ from node.audit.state_roots import process_context
 from primitives.crypto import SigningKey, is_hex, verify
 
 CHUNK_TXS = 512
+# The checks run far ahead (node.audit.replay.LOOKAHEAD_TXS), so the workers yield the cores
+# to execution and the state tree, which cannot run ahead, and take what those leave.
+WORKER_NICENESS = 5
 
 # What a worker found about one transaction: (id, payload, encoded) when it is well
 # formed, for this chain and correctly signed.
@@ -140,7 +143,12 @@ class SignatureChecker:
         self.workers = default_workers() if workers is None else workers
         self._pool: ProcessPoolExecutor | None = None
         if self.workers > 0:
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=process_context())
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=process_context(),
+                initializer=os.nice,
+                initargs=(WORKER_NICENESS,),
+            )
 
     def submit(
         self, chain_id: str, objs: list[Any]

@@ -3,19 +3,21 @@
 Hashing the state tree costs more than executing the transactions, so the main
 process hands each block's write set to a tree process and goes on executing
 the next block; the root comes back a few blocks later and is compared then.
-The tree process keeps contracts' state tree decoded in memory
-(contracts.state_tree.StateTree: the validators' tree code, newest version only). With processes=False the same work
-runs inline (tests, one-core machines).
+The tree process keeps the newest version of the state tree in memory and changes it in
+place (contracts.memory_tree: the validators' trie, same roots, without their hash-addressed
+node store). With processes=False the same work runs inline (tests, one-core machines).
 """
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from contracts.state_tree import StateTree
-from primitives.encoding import canonical_bytes
+from contracts.memory_tree import MemoryTree
+from primitives.encoding import encode_trusted
 
 PRELOAD_MODULES = ["node.audit.signatures", "node.audit.state_roots"]
 
@@ -29,75 +31,88 @@ def process_context() -> Any:
     return context
 
 
-def _tree_loop(connection: Any) -> None:
-    tree = StateTree()
+def _tree_loop(requests: Any, answers: Any) -> None:
+    tree = MemoryTree()
     while True:
-        message = connection.recv()
+        message = requests.recv()
         if message is None:
-            connection.close()
             return
         height, encoded_writes = message
-        connection.send((height, tree.apply_encoded(encoded_writes)))
+        answers.send((height, tree.apply_encoded(encoded_writes)))
+        # The tree is some hundred thousand long-lived nodes: kept out of the collector's
+        # generations (as the main process keeps the state), full collections stay cheap.
+        gc.freeze()
 
 
 def encode_writes(writes: dict[str, Any]) -> dict[str, bytes | None]:
     """A write set with each value as its canonical bytes: bytes cross the pipe for a fraction
-    of what pickling the values costs, and the tree hashes them as they are."""
-    return {key: None if value is None else canonical_bytes(value) for key, value in writes.items()}
+    of what pickling the values costs, and the tree hashes them as they are. The values are
+    the replayed execution's own (built from checked transactions), so the fast encoder
+    serves."""
+    return {key: None if value is None else encode_trusted(value) for key, value in writes.items()}
 
 
 class StateRoots:
     """Feed write sets in height order; collect (height, root) answers in the same order."""
 
     def __init__(self, *, processes: bool = True) -> None:
-        self._inline_tree = StateTree()
+        self._inline_tree = MemoryTree()
         self._inline_answers: deque[tuple[int, str]] = deque()
-        self._connection: Any = None
         self._process: Any = None
         self.in_flight = 0
         if processes:
             context = process_context()
-            ours, theirs = context.Pipe()
+            their_requests, self._requests = context.Pipe(duplex=False)
+            self._answers, their_answers = context.Pipe(duplex=False)
             self._process = context.Process(
-                target=_tree_loop, args=(theirs,), name="audit-state-tree", daemon=True
+                target=_tree_loop,
+                args=(their_requests, their_answers),
+                name="audit-state-tree",
+                daemon=True,
             )
             self._process.start()
-            theirs.close()
-            self._connection = ours
+            their_requests.close()
+            their_answers.close()
+            # One thread sends, in order: a block of mints writes some 200,000 keys, and
+            # sending it from the main process would hold execution until the tree process
+            # had hashed the block before and read this one.
+            self._sender = ThreadPoolExecutor(1, thread_name_prefix="audit-state-tree-send")
 
     def submit(self, height: int, writes: dict[str, Any]) -> None:
         self.in_flight += 1
-        if self._connection is not None:
-            self._connection.send((height, encode_writes(writes)))
+        if self._process is not None:
+            self._sender.submit(self._requests.send, (height, encode_writes(writes)))
             return
-        self._inline_answers.append((height, self._inline_tree.apply(writes)))
+        self._inline_answers.append((height, self._inline_tree.apply_encoded(encode_writes(writes))))
 
     def ready(self) -> bool:
-        if self._connection is not None:
-            return bool(self._connection.poll())
+        if self._process is not None:
+            return bool(self._answers.poll())
         return bool(self._inline_answers)
 
     def next_root(self) -> tuple[int, str]:
         """The oldest outstanding answer, waiting for it if needed."""
         self.in_flight -= 1
-        if self._connection is not None:
+        if self._process is not None:
             try:
-                return self._connection.recv()  # type: ignore[no-any-return]
+                return self._answers.recv()  # type: ignore[no-any-return]
             except EOFError:
                 raise RuntimeError("the state-tree process stopped") from None
         return self._inline_answers.popleft()
 
     def close(self) -> None:
-        if self._connection is not None:
-            try:
-                self._connection.send(None)
-            except (BrokenPipeError, OSError):
-                pass
-            self._connection.close()
-            self._connection = None
-        if self._process is not None:
+        """Stop the tree process: at once when answers are outstanding (the replay failed and
+        nobody needs them), else after it has read the stop message."""
+        if self._process is None:
+            return
+        if self.in_flight == 0:
+            self._sender.submit(self._requests.send, None)
             self._process.join(timeout=5)
-            if self._process.is_alive():
-                self._process.kill()
-                self._process.join(timeout=5)
-            self._process = None
+        if self._process.is_alive():
+            self._process.kill()
+            self._process.join(timeout=5)
+        # With the process gone a send still under way fails (its error stays in its future).
+        self._sender.shutdown(wait=True, cancel_futures=True)
+        self._requests.close()
+        self._answers.close()
+        self._process = None

@@ -1,4 +1,4 @@
-"""The auditor's in-memory state tree (contracts.state_tree.StateTree) gives exactly the roots
+"""The auditor's in-memory state tree (contracts.memory_tree.MemoryTree) gives exactly the roots
 of apply_changes over a node store, batch after batch, for inserts, updates and deletes
 (including deletes that collapse subtrees), and proves its newest root."""
 
@@ -9,10 +9,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from contracts.memory_tree import MemoryTree
 from contracts.state_tree import (
     EMPTY_ROOT,
     MemoryNodeStore,
-    StateTree,
     apply_changes,
     prove,
     verify_proof,
@@ -49,13 +49,13 @@ def contracts_roots(batches: list[dict[str, Any]]) -> list[str]:
 @given(batches)
 def test_roots_match_contracts_state_tree(batches: list[dict[str, Any]]) -> None:
     """Every batch's root equals the validators' tree root for the same batches."""
-    tree = StateTree()
+    tree = MemoryTree()
     assert [tree.apply(changes) for changes in batches] == contracts_roots(batches)
 
 
 def test_empty_tree_and_deleting_everything() -> None:
     """An empty tree has contracts' empty root, and so does a tree whose keys were all deleted."""
-    tree = StateTree()
+    tree = MemoryTree()
     assert tree.root == EMPTY_ROOT
     tree.apply({"a": 1, "b": 2, "c": {"x": 1}})
     assert tree.apply({"a": None, "b": None, "c": None}) == EMPTY_ROOT
@@ -65,13 +65,13 @@ def test_large_batch_matches() -> None:
     """A block-sized batch over a few thousand keys gives the same root."""
     first = {"key/%d" % index: {"value": index} for index in range(3000)}
     second = {"key/%d" % index: (None if index % 3 == 0 else index) for index in range(0, 3000, 7)}
-    tree = StateTree()
+    tree = MemoryTree()
     assert [tree.apply(first), tree.apply(second)] == contracts_roots([first, second])
 
 
 def test_newest_root_is_provable_from_memory() -> None:
     """The in-memory tree serves as a node store for proofs of its newest root."""
-    tree = StateTree()
+    tree = MemoryTree()
     tree.apply({"key/%d" % index: index for index in range(500)})
     root = tree.apply({"key/%d" % index: None for index in range(0, 500, 2)})
     for name, value in (("key/1", 1), ("key/2", None), ("key/777", None)):
