@@ -9,6 +9,8 @@ import re
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from nacl.bindings import crypto_sign_open
+from nacl.exceptions import BadSignatureError
 
 _LOWER_HEX = re.compile("[0-9a-f]*")
 
@@ -68,11 +70,23 @@ def _public_key(public_key: str) -> Ed25519PublicKey:
 
 
 def verify(public_key: str, message: bytes, signature: str) -> bool:
-    """Check an Ed25519 signature; malformed keys or signatures simply fail."""
+    """Check an Ed25519 signature; malformed keys or signatures simply fail.
+
+    OpenSSL's verdict is the rule (the chain has always used it). libsodium answers first
+    because it is twice as fast here and accepts only what OpenSSL accepts: the same
+    cofactorless equation, plus refusals of non-canonical and small-order points. So a
+    signature it accepts is good, and one it refuses is asked of OpenSSL before it is
+    called bad (under a small-order key OpenSSL accepts what libsodium refuses)."""
     if not is_hex(public_key, 32) or not is_hex(signature, 64):
         return False
+    signature_bytes = bytes.fromhex(signature)
     try:
-        _public_key(public_key).verify(bytes.fromhex(signature), message)
+        crypto_sign_open(signature_bytes + message, bytes.fromhex(public_key))
+        return True
+    except BadSignatureError:
+        pass
+    try:
+        _public_key(public_key).verify(signature_bytes, message)
     except (InvalidSignature, ValueError):
         return False
     return True

@@ -91,6 +91,16 @@ def test_signatures_verify_only_for_the_signed_message_and_key() -> None:
     assert not verify("00" * 31, b"message", signature)
 
 
+def test_verification_accepts_exactly_what_openssl_accepts() -> None:
+    """libsodium answers first, but a signature it refuses and OpenSSL accepts still
+    verifies: under the small-order identity key, (R = identity, s = 0) satisfies the
+    equation for any message; libsodium refuses the key, OpenSSL does not."""
+    identity = "01" + "00" * 31
+    signature = identity + "00" * 32
+    assert verify(identity, b"any message", signature)
+    assert not verify(identity, b"any message", identity + "01" + "00" * 31)
+
+
 def test_merkle_root_commits_to_order_and_content() -> None:
     """The root changes with any leaf or order change; the empty root is sha256('')."""
     assert merkle_root([]) == sha256_hex(b"")

@@ -3,14 +3,9 @@ and the sender's signature.
 
 Ed25519 verification is the replay's heaviest cost, so it runs on every core
 while the main process executes earlier blocks; parsing (contracts.parse_tx,
-the same strict schema the node applies) rides along in the same workers.
-
-libsodium (PyNaCl) verifies about twice as fast as OpenSSL here. It is stricter
-about a few degenerate encodings (non-canonical or small-order points) and
-otherwise checks the same equation, so what it accepts OpenSSL accepts too; a
-signature libsodium refuses is checked again with the node's own verifier
-(primitives.crypto, OpenSSL) before it is called bad. The auditor therefore
-accepts exactly what the node's verifier accepts.
+the same strict schema the node applies) rides along in the same workers. The
+verifier is the node's own (primitives.crypto.verify), so the auditor accepts
+exactly the signatures the validators accept.
 """
 
 from __future__ import annotations
@@ -21,12 +16,9 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from nacl.bindings import crypto_sign_open
-from nacl.exceptions import BadSignatureError
-
 from contracts.transactions import SignedTx, TxError, parse_tx
 from node.audit.state_roots import process_context
-from primitives.crypto import SigningKey, is_hex, verify
+from primitives.crypto import SigningKey, verify
 
 CHUNK_TXS = 512
 # The checks run far ahead (node.audit.replay.LOOKAHEAD_TXS), so the workers yield the cores
@@ -48,23 +40,6 @@ class TxProblem:
     tx_id: str | None
 
 
-def verify_one(public_key: str, message: bytes, signature: str) -> bool:
-    if not is_hex(public_key, 32) or not is_hex(signature, 64):
-        return False
-    return verify_hex_checked(public_key, message, signature)
-
-
-def verify_hex_checked(public_key: str, message: bytes, signature: str) -> bool:
-    """verify_one for a key and signature already known to be well-formed hex
-    (parse_tx checked them)."""
-    try:
-        crypto_sign_open(bytes.fromhex(signature) + message, bytes.fromhex(public_key))
-        return True
-    except (BadSignatureError, ValueError, TypeError):
-        # The fallback keeps us exactly as permissive as the node (OpenSSL).
-        return verify(public_key, message, signature)
-
-
 def check_chunk(
     chain_id: str, first_index: int, objs: list[Any]
 ) -> tuple[list[Checked], TxProblem | None]:
@@ -80,7 +55,7 @@ def check_chunk(
         if tx.chain_id != chain_id:
             message = "transaction is for chain %r, the chain is %r" % (tx.chain_id, chain_id)
             return checked, TxProblem(index, "transaction", message, tx.id)
-        if tx.signature is None or not verify_hex_checked(tx.sender, tx.payload, tx.signature):
+        if tx.signature is None or not verify(tx.sender, tx.payload, tx.signature):
             message = (
                 "signature does not verify for sender %s (the transaction was altered or forged)"
                 % tx.sender
@@ -126,7 +101,7 @@ def measure_verify_rate(duration_s: float = 0.25, max_samples: int = 20_000) -> 
     elapsed = 0.0
     while elapsed < duration_s and count < max_samples:
         for _ in range(100):
-            verify_one(public_key, message, signature)
+            verify(public_key, message, signature)
         count += 100
         elapsed = time.process_time() - started
     return VerifyRate(int(count / max(elapsed, 1e-9)), "libsodium (PyNaCl)", count)
