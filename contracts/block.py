@@ -15,7 +15,7 @@ from contracts.context import BlockContext, BlockOutcome, Result
 from contracts.execution import execute_block
 from contracts.helpers import get_params
 from contracts.state import StateView
-from contracts.state_tree import NodeStore, apply_changes
+from contracts.state_tree import NodeStore, TreeUpdate, apply_changes
 from contracts.transactions import SignedTx
 from primitives.encoding import canonical_bytes
 from primitives.headers import ZERO_HASH, header_hash
@@ -48,9 +48,10 @@ def seal_block(
     height: int,
     time_ms: int,
     proposer: str,
-) -> tuple[dict[str, Any], BlockOutcome, dict[bytes, bytes]]:
+) -> tuple[dict[str, Any], BlockOutcome, TreeUpdate]:
     """Execute `txs` on `view` (the parent's committed state) and return the header, the
-    outcome (write set and results) and the new state-tree nodes to persist with it."""
+    outcome (write set and results) and the state-tree update (nodes to persist with it,
+    nodes only the parent's root needed)."""
     if height != parent_header["height"] + 1:
         raise BlockError(
             "height %d does not follow parent height %d" % (height, parent_header["height"])
@@ -65,7 +66,7 @@ def seal_block(
     outcome = execute_block(
         view, txs, BlockContext(chain_id=chain_id, height=height, time_ms=time_ms)
     )
-    state_root, new_nodes = apply_changes(store, parent_header["state_root"], outcome.writes)
+    tree = apply_changes(store, parent_header["state_root"], outcome.writes)
     header = {
         "chain_id": chain_id,
         "height": height,
@@ -74,9 +75,9 @@ def seal_block(
         "proposer": proposer,
         "tx_root": compute_tx_root(txs),
         "results_root": compute_results_root(outcome.results),
-        "state_root": state_root,
+        "state_root": tree.root,
     }
-    return header, outcome, new_nodes
+    return header, outcome, tree
 
 
 build_header = seal_block

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from primitives.crypto import is_hex, sha256
 from primitives.encoding import canonical_bytes
@@ -139,11 +139,13 @@ def _children(data: bytes) -> list[bytes]:
 
 class _Updater:
     """One batch update. Reads nodes from this batch, then from the store (checked there);
-    collects the new nodes (`new_nodes`)."""
+    collects the new nodes (`new_nodes`) and the stored ones the new tree no longer holds
+    (`stale`: the walk only ever descends through stored nodes)."""
 
     def __init__(self, store: NodeStore) -> None:
         self.store = store
         self.new_nodes: dict[bytes, bytes] = {}
+        self.stale: list[bytes] = []
 
     def load(self, node_hash: bytes) -> bytes:
         data = self.new_nodes.get(node_hash)
@@ -220,6 +222,7 @@ class _Updater:
         if not node_hash:
             return self.build(depth, [update for update in updates if update[2] is not None])
         data = self.load(node_hash)
+        self.stale.append(node_hash)
         if len(data) == LEAF_BYTES:
             # Re-split the leaf together with the updates; an update of its own key wins.
             path = data[1:33]
@@ -236,6 +239,7 @@ class _Updater:
     def update_one(self, node_hash: bytes, depth: int, update: _Update) -> bytes:
         """update() for a single key: walk down to its slot, then re-hash the way back up."""
         hex_path, path, hashed_value = update
+        stale = self.stale
         above: list[bytes] = []
         indexes: list[int] = []
         while True:
@@ -246,15 +250,18 @@ class _Updater:
             if len(data) == LEAF_BYTES:
                 leaf_path = data[1:33]
                 if leaf_path == path:
+                    stale.append(node_hash)
                     child = b"" if hashed_value is None else self.leaf(path, hashed_value)
                 elif hashed_value is None:
                     # Deleting an absent key: the leaf stays (saved again, as it always was).
                     child = self.leaf(leaf_path, data[33:])
                 else:
+                    stale.append(node_hash)
                     entries = [(leaf_path.hex(), leaf_path, data[33:]), update]
                     entries.sort()
                     child = self.build(depth, entries)
                 break
+            stale.append(node_hash)
             index = _NIBBLE[hex_path[depth]]
             above.append(data)
             indexes.append(index)
@@ -320,21 +327,30 @@ def _updates(changes: Mapping[str, Any | None]) -> list[_Update]:
     return updates
 
 
+class TreeUpdate(NamedTuple):
+    root: str  # hex
+    new_nodes: dict[bytes, bytes]  # hash -> bytes, to persist
+    stale_nodes: set[bytes]  # stored nodes of the old root that the new root no longer holds
+
+
 def apply_changes(
     store: NodeStore, root_hex: str, changes: Mapping[str, Any | None]
-) -> tuple[str, dict[bytes, bytes]]:
-    """The root after setting (or, for None, deleting) each key, and the nodes to persist."""
+) -> TreeUpdate:
+    """The root after setting (or, for None, deleting) each key, the nodes to persist, and
+    the old root's nodes that only older roots need (a store that keeps the newest
+    version only deletes those)."""
     updater = _Updater(store)
     root = bytes.fromhex(root_hex)
     root = updater.update(b"" if root == EMPTY_HASH else root, 0, _updates(changes))
-    return (root or EMPTY_HASH).hex(), updater.new_nodes
+    # A node made again with the same bytes (a value set to what it was) stays.
+    stale = set(updater.stale).difference(updater.new_nodes)
+    return TreeUpdate((root or EMPTY_HASH).hex(), updater.new_nodes, stale)
 
 
 def compute_root(values: Mapping[str, Any]) -> str:
     """The root of a whole state held in memory (genesis, tests); contracts.memory_tree
     keeps such a state up to date batch after batch."""
-    root, _ = apply_changes(MemoryNodeStore(), EMPTY_ROOT, values)
-    return root
+    return apply_changes(MemoryNodeStore(), EMPTY_ROOT, values).root
 
 
 def _load_bytes(store: NodeStore, node_hash: bytes) -> bytes:

@@ -21,7 +21,7 @@ from contracts.execution import execute_block
 from contracts.genesis import Genesis, genesis_header
 from contracts.helpers import get_params
 from contracts.queries import validator_set_at
-from contracts.state_tree import apply_changes
+from contracts.state_tree import TreeUpdate, apply_changes
 from contracts.transactions import SignedTx, TxError, parse_tx
 from node.mempool import Mempool, SignatureCache
 from node.metrics import NodeMetrics
@@ -51,8 +51,7 @@ class LocalDivergence(RuntimeError):
 class _Execution:
     txs: list[SignedTx]
     outcome: BlockOutcome
-    state_root: str
-    new_nodes: dict[bytes, bytes]
+    tree: TreeUpdate
 
 
 class _CommittedView:
@@ -158,10 +157,8 @@ class NodeApplication:
     def _execute(self, height: int, time_ms: int, txs: list[SignedTx]) -> _Execution:
         context = BlockContext(chain_id=self.chain_id, height=height, time_ms=time_ms)
         outcome = execute_block(self._view, txs, context)
-        state_root, new_nodes = apply_changes(
-            self._storage, self._storage.state_root() or "", outcome.writes
-        )
-        return _Execution(txs=txs, outcome=outcome, state_root=state_root, new_nodes=new_nodes)
+        tree = apply_changes(self._storage, self._storage.state_root() or "", outcome.writes)
+        return _Execution(txs=txs, outcome=outcome, tree=tree)
 
     def _remember(self, block_hash: str, execution: _Execution) -> None:
         if len(self._executions) >= MAX_CACHED_EXECUTIONS:
@@ -171,7 +168,7 @@ class NodeApplication:
     def propose(self, height: int, time_ms: int, proposer: str) -> Block:
         max_txs = min(MAX_PROPOSAL_TXS, int(get_params(self._view)["max_block_txs"]))
         txs = self._mempool.reap(max_txs, MAX_PROPOSAL_BYTES)
-        header, outcome, new_nodes = seal_block(
+        header, outcome, tree = seal_block(
             self._view,
             self._storage,
             self.last_header(),
@@ -182,7 +179,7 @@ class NodeApplication:
             proposer,
         )
         block = Block(header=header, txs=tuple(tx.to_dict() for tx in txs))
-        self._remember(block.hash, _Execution(txs, outcome, header["state_root"], new_nodes))
+        self._remember(block.hash, _Execution(txs, outcome, tree))
         return block
 
     def check_proposal(self, block: Block) -> str | None:
@@ -227,7 +224,7 @@ class NodeApplication:
             return "execution failed: %s" % exc.__class__.__name__
         if header.get("results_root") != compute_results_root(execution.outcome.results):
             return "results_root differs from local execution"
-        if header.get("state_root") != execution.state_root:
+        if header.get("state_root") != execution.tree.root:
             return "state_root differs from local execution"
         self._remember(block.hash, execution)
         return None
@@ -245,7 +242,7 @@ class NodeApplication:
         results = [result.to_dict() for result in execution.outcome.results]
         tx_ids = [tx.id for tx in execution.txs]
         self._storage.commit(
-            block, certificate, results, execution.outcome.writes, execution.new_nodes, tx_ids
+            block, certificate, results, execution.outcome.writes, execution.tree, tx_ids
         )
         self._view.committed(execution.outcome.writes)
         self._executions.clear()

@@ -36,7 +36,7 @@ import plyvel
 
 from consensus.types import Block, CommitCertificate
 from contracts.state import token_id_of_key
-from contracts.state_tree import LEAF_BYTES
+from contracts.state_tree import LEAF_BYTES, TreeUpdate
 from node.errors import NodeSetupError
 from primitives.encoding import canonical_bytes, encode_trusted
 
@@ -215,12 +215,15 @@ class Storage:
         certificate: CommitCertificate,
         results: list[dict[str, Any]],
         writes: Mapping[str, Any],
-        new_nodes: Mapping[bytes, bytes],
+        tree: TreeUpdate,
         tx_ids: list[str],
         extra_meta: Mapping[str, Any] | None = None,
     ) -> None:
         """Write a final block and all it changes in one synced atomic batch.
-        A write whose value is None deletes the key."""
+        A write whose value is None deletes the key. `tree` is the update from the
+        committed root to this block's: its new nodes are written and its stale ones
+        deleted, so the database holds the newest version of the tree only (proofs are
+        served at the newest block; every execution starts from it)."""
         height = block.height
         with self._db.write_batch(sync=True, transaction=True) as batch:
             batch.put(_height_key(b"b", height), canonical_bytes(block.to_dict()))
@@ -234,8 +237,10 @@ class Storage:
                     batch.delete(b"s" + key.encode())
                 else:
                     batch.put(b"s" + key.encode(), canonical_bytes(value))
-            for node_hash, node in new_nodes.items():
+            for node_hash, node in tree.new_nodes.items():
                 batch.put(b"n" + node_hash, node)
+            for node_hash in tree.stale_nodes:
+                batch.delete(b"n" + node_hash)
             for token, old_owner, new_owner in self._owner_changes(writes):
                 if old_owner is not None:
                     batch.delete(b"o" + old_owner.encode() + b"/" + token.encode())
@@ -247,7 +252,9 @@ class Storage:
             batch.put(b"mstate_root", canonical_bytes(block.header["state_root"]))
             for name, value in (extra_meta or {}).items():
                 batch.put(b"m" + name.encode(), canonical_bytes(value))
-        self.remember_nodes(new_nodes)
+        for node_hash in tree.stale_nodes:
+            self._nodes.pop(node_hash, None)
+        self.remember_nodes(tree.new_nodes)
 
     def _owner_changes(self, writes: Mapping[str, Any]) -> list[tuple[str, str | None, str | None]]:
         """(token, previous owner, new owner) for each token record the writes touch."""

@@ -54,7 +54,7 @@ class DevChain:
         self.view = DictView()
         self.store = MemoryNodeStore()
         writes = genesis_writes(self.genesis)
-        root, nodes = apply_changes(self.store, EMPTY_ROOT, writes)
+        root, nodes, _ = apply_changes(self.store, EMPTY_ROOT, writes)
         self.store.put_nodes(nodes)
         self.view.apply(writes)
         self.head = genesis_header(self.genesis)
@@ -109,10 +109,10 @@ class DevChain:
         )
         proposer = validators.leader(height, view)
         parsed = [parse_tx(tx) for tx in txs]
-        header, outcome, nodes = seal_block(
+        header, outcome, tree = seal_block(
             self.view, self.store, self.head, parsed, self.chain_id, height, time_ms, proposer
         )
-        self.store.put_nodes(nodes)
+        self.store.put_nodes(tree.new_nodes)
         self.view.apply(outcome.writes)
         self.head = header
         block = SourceBlock(

@@ -146,7 +146,7 @@ def _chain() -> tuple[Any, DictView, MemoryNodeStore, dict[str, Any]]:
     genesis = load_genesis(devnet_genesis(4, T0))
     view = DictView(genesis_writes(genesis))
     store = MemoryNodeStore()
-    root, nodes = apply_changes(store, EMPTY_ROOT, view.values)
+    root, nodes, _ = apply_changes(store, EMPTY_ROOT, view.values)
     store.put_nodes(nodes)
     return genesis, view, store, genesis_header(genesis)
 
@@ -173,7 +173,7 @@ def test_seal_block_header_and_roots() -> None:
         for nonce in (0, 1)
     ]
     proposer = devnet_validator_key(0).public_key
-    header, outcome, nodes = seal_block(
+    header, outcome, tree = seal_block(
         view, store, parent, txs, genesis.chain_id, 1, T0 + 1, proposer
     )
     assert list(header) == [
@@ -197,7 +197,7 @@ def test_seal_block_header_and_roots() -> None:
         [canonical_bytes(r.to_dict()) for r in outcome.results]
     )
     view.apply(outcome.writes)
-    store.put_nodes(nodes)
+    store.put_nodes(tree.new_nodes)
     assert header["state_root"] == compute_root(view.values)
     assert header_hash(header) == consensus_header_hash(header)
     second, _, _ = seal_block(view, store, header, [], genesis.chain_id, 2, T0 + 2, proposer)

@@ -14,6 +14,7 @@ from contracts.state_tree import (
     StateTreeError,
     apply_changes,
     compute_root,
+    decode_internal,
     prove,
     verify_proof,
 )
@@ -30,7 +31,7 @@ CHANGE_BATCHES = st.lists(
 
 def build(values: dict[str, Any]) -> tuple[MemoryNodeStore, str]:
     store = MemoryNodeStore()
-    root, nodes = apply_changes(store, EMPTY_ROOT, values)
+    root, nodes, _ = apply_changes(store, EMPTY_ROOT, values)
     store.put_nodes(nodes)
     return store, root
 
@@ -39,7 +40,7 @@ def test_empty_state_has_the_empty_root() -> None:
     """No keys: the root is 32 zero bytes, and deleting everything comes back to it."""
     assert compute_root({}) == EMPTY_ROOT == "0" * 64
     store, root = build({"a": 1, "b": 2})
-    root, nodes = apply_changes(store, root, {"a": None, "b": None, "never-there": None})
+    root, nodes, _ = apply_changes(store, root, {"a": None, "b": None, "never-there": None})
     assert root == EMPTY_ROOT and nodes == {}
 
 
@@ -51,7 +52,7 @@ def test_root_does_not_depend_on_insertion_order(values: dict[str, Any], rng: An
     rng.shuffle(items)
     store, root = MemoryNodeStore(), EMPTY_ROOT
     for name, value in items:
-        root, nodes = apply_changes(store, root, {name: value})
+        root, nodes, _ = apply_changes(store, root, {name: value})
         store.put_nodes(nodes)
     assert root == compute_root(values)
 
@@ -65,7 +66,7 @@ def test_incremental_updates_match_a_fresh_build(batches: list[dict[str, Any]]) 
     state: dict[str, Any] = {}
     history: list[tuple[str, dict[str, Any]]] = []
     for changes in batches:
-        root, nodes = apply_changes(store, root, changes)
+        root, nodes, _ = apply_changes(store, root, changes)
         store.put_nodes(nodes)
         for name, value in changes.items():
             if value is None:
@@ -77,6 +78,48 @@ def test_incremental_updates_match_a_fresh_build(batches: list[dict[str, Any]]) 
     for old_root, old_state in history[-3:]:
         for name in list(old_state)[:5] + ["absent-key"]:
             assert verify_proof(old_root, name, old_state.get(name), prove(store, old_root, name))
+
+
+def reachable(store: MemoryNodeStore, root: str) -> set[bytes]:
+    """The hashes of every node under `root`."""
+    found: set[bytes] = set()
+    pending = [] if root == EMPTY_ROOT else [bytes.fromhex(root)]
+    while pending:
+        node_hash = pending.pop()
+        found.add(node_hash)
+        data = store.nodes[node_hash]
+        if len(data) != 65:
+            pending.extend(child for child in decode_internal(data) or [] if any(child))
+    return found
+
+
+@settings(max_examples=150, deadline=None)
+@given(CHANGE_BATCHES)
+def test_deleting_stale_nodes_keeps_exactly_the_newest_tree(
+    batches: list[dict[str, Any]],
+) -> None:
+    """A store that writes each update's new nodes and deletes its stale ones holds exactly
+    the nodes of the newest root, nothing more (the database does not grow with history)
+    and nothing less (every key of the newest state still proves)."""
+    store, root = MemoryNodeStore(), EMPTY_ROOT
+    state: dict[str, Any] = {}
+    for changes in batches:
+        update = apply_changes(store, root, changes)
+        assert update.stale_nodes <= set(store.nodes) and not update.stale_nodes & set(
+            update.new_nodes
+        )
+        for node_hash in update.stale_nodes:
+            del store.nodes[node_hash]
+        store.put_nodes(update.new_nodes)
+        root = update.root
+        for name, value in changes.items():
+            if value is None:
+                state.pop(name, None)
+            else:
+                state[name] = value
+        assert set(store.nodes) == reachable(store, root)
+    for name in list(state) + ["absent-key"]:
+        assert verify_proof(root, name, state.get(name), prove(store, root, name))
 
 
 @settings(max_examples=100, deadline=None)
@@ -146,9 +189,9 @@ def test_update_cost_follows_keys_touched_not_state_size() -> None:
     """Changing one key writes one node per level (about log16 n), whatever the state size."""
     for size in (1_000, 20_000):
         store, root = build({"token/c:%d" % index: index for index in range(size)})
-        _, nodes = apply_changes(store, root, {"token/c:7": 99})
+        _, nodes, _ = apply_changes(store, root, {"token/c:7": 99})
         assert len(nodes) <= 6
-        _, nodes = apply_changes(
+        _, nodes, _ = apply_changes(
             store, root, {"token/c:%d" % index: 0 for index in range(0, size, size // 10)}
         )
         assert len(nodes) <= 10 * 6

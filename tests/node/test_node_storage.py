@@ -9,7 +9,7 @@ import pytest
 
 from consensus.types import Block, CommitCertificate, commit_payload
 from contracts.genesis import devnet_genesis, devnet_validator_key, load_genesis
-from contracts.state_tree import prove, verify_proof
+from contracts.state_tree import TreeUpdate, prove, verify_proof
 from node.config import load_config, render_config
 from node.errors import NodeSetupError
 from node.runner import open_storage
@@ -45,7 +45,7 @@ def test_commit_writes_block_certificate_results_index_and_state_together(tmp_pa
         certificate,
         [{"code": "ok", "message": ""}],
         writes,
-        {b"n" * 32: b"node"},
+        TreeUpdate("4" * 64, {b"n" * 32: b"node"}, set()),
         ["f" * 64],
     )
     storage.close()
@@ -65,7 +65,8 @@ def test_commit_writes_block_certificate_results_index_and_state_together(tmp_pa
         )
         assert storage.tokens_of("a" * 64, after=None, limit=10) == ["moon:1"]
         block2, certificate2 = _block(2, "5" * 64)
-        storage.commit(block2, certificate2, [], {"token/moon:1": {"owner": "b" * 64}}, {}, [])
+        tree = TreeUpdate("5" * 64, {}, set())
+        storage.commit(block2, certificate2, [], {"token/moon:1": {"owner": "b" * 64}}, tree, [])
         assert storage.tokens_of("a" * 64, after=None, limit=10) == []
         assert storage.tokens_of("b" * 64, after=None, limit=10) == ["moon:1"]
     finally:
@@ -154,13 +155,40 @@ def test_tree_node_cache_keeps_the_newest_internal_nodes_within_its_bound(
     monkeypatch.setattr(storage_module, "TREE_NODES_CACHED", 8)
     storage = Storage(tmp_path / "db")
     storage.write_genesis("g" * 64, {}, {}, "0" * 64)
-    root, nodes = apply_changes(storage, "0" * 64, {"token/c:%d" % i: {"n": i} for i in range(40)})
-    block, certificate = _block(1, root)
-    storage.commit(block, certificate, [], {}, nodes, [])
+    tree = apply_changes(storage, "0" * 64, {"token/c:%d" % i: {"n": i} for i in range(40)})
+    nodes = tree.new_nodes
+    block, certificate = _block(1, tree.root)
+    storage.commit(block, certificate, [], {}, tree, [])
     internal = [h for h, data in nodes.items() if len(data) != 65]
     assert len(internal) > 8 and len(storage._nodes) == 8
     assert list(storage._nodes) == internal[-8:]
     for node_hash, data in nodes.items():
         assert storage.get_node(node_hash) == data
     assert len(storage._nodes) == 8
+    storage.close()
+
+
+def test_commits_keep_only_the_newest_tree_in_the_database(tmp_path: Path) -> None:
+    """Each commit deletes the tree nodes only the previous root held: after many blocks
+    rewriting the same keys the database holds as many nodes as one version, and every
+    key still proves against the newest root."""
+    from contracts.state_tree import apply_changes
+
+    storage = Storage(tmp_path / "db")
+    values = {"token/c:%d" % i: {"n": 0} for i in range(200)}
+    genesis = apply_changes(storage, "0" * 64, values)
+    storage.write_genesis("g" * 64, values, genesis.new_nodes, genesis.root)
+    one_version = len(genesis.new_nodes)
+    root = genesis.root
+    for height in range(1, 31):
+        changes = {"token/c:%d" % i: {"n": height} for i in range(0, 200, 7)}
+        tree = apply_changes(storage, root, changes)
+        block, certificate = _block(height, tree.root)
+        storage.commit(block, certificate, [], changes, tree, [])
+        root = tree.root
+        values.update(changes)
+    stored = sum(1 for _ in storage._db.iterator(prefix=b"n", include_value=False))
+    assert stored == one_version
+    for key in ("token/c:0", "token/c:1", "token/c:999"):
+        assert verify_proof(root, key, values.get(key), prove(storage, root, key))
     storage.close()
