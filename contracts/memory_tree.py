@@ -1,7 +1,7 @@
 """The newest version of a state tree, held in memory and changed in place.
 
 The same trie as contracts.state_tree (same shape, same node bytes, same roots),
-kept for a different job: the auditor's replay and genesis need only the newest
+kept for a different job: the auditor's replay needs only the newest
 root, so nodes are Python objects addressed by their position, not by their
 hash. A write walks down the path, marking the nodes it passes; at the end of
 a batch each marked node is hashed once, deepest first. Nothing is looked up
@@ -82,7 +82,10 @@ class MemoryTree:
     def apply(self, changes: Mapping[str, Any | None]) -> str:
         """Set (or, for None, delete) each key; return the new root (hex)."""
         return self.apply_encoded(
-            {key: None if value is None else canonical_bytes(value) for key, value in changes.items()}
+            {
+                key: None if value is None else canonical_bytes(value)
+                for key, value in changes.items()
+            }
         )
 
     def apply_encoded(self, changes: Mapping[str, bytes | None]) -> str:

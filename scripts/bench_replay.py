@@ -194,8 +194,8 @@ def measure_phases(genesis_obj: dict[str, Any], blocks: list[SourceBlock]) -> No
     from contracts.block import compute_results_root, compute_tx_root
     from contracts.execution import BlockContext, execute_block
     from contracts.genesis import genesis_writes, load_genesis
-    from contracts.state import DictView
     from contracts.memory_tree import MemoryTree
+    from contracts.state import DictView
     from node.audit.signatures import check_chunk, signed_tx_from
     from node.audit.state_roots import encode_writes
 

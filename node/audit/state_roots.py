@@ -83,7 +83,9 @@ class StateRoots:
         if self._process is not None:
             self._sender.submit(self._requests.send, (height, encode_writes(writes)))
             return
-        self._inline_answers.append((height, self._inline_tree.apply_encoded(encode_writes(writes))))
+        self._inline_answers.append(
+            (height, self._inline_tree.apply_encoded(encode_writes(writes)))
+        )
 
     def ready(self) -> bool:
         if self._process is not None:
