@@ -423,7 +423,7 @@ def replay_chain(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> ReplayedChain:
     """Check every block from genesis; raise AuditError at the first mismatch."""
-    roots = StateRoots(processes=checker.workers > 0)
+    roots = StateRoots()
     try:
         replayer = _Replayer(genesis_obj, checker, roots, observers, on_progress)
         return replayer.run(blocks, expected_height)

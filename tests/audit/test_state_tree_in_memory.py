@@ -76,3 +76,47 @@ def test_newest_root_is_provable_from_memory() -> None:
     root = tree.apply({"key/%d" % index: None for index in range(0, 500, 2)})
     for name, value in (("key/1", 1), ("key/2", None), ("key/777", None)):
         assert verify_proof(root, name, value, prove(tree, root, name))
+
+
+def test_random_batches_over_many_keys_match() -> None:
+    """Thousands of keys, deep splits and collapses: inserts, updates and deletes of most keys
+    in random batches give the validators' roots, batch after batch, down to empty."""
+    import random
+
+    rng = random.Random(7)
+    present: set[str] = set()
+    batches = []
+    for _ in range(12):
+        batch: dict[str, Any] = {}
+        for _ in range(rng.randrange(1, 1500)):
+            key = "k/%d" % rng.randrange(4000)
+            delete = key in present and rng.random() < 0.5
+            batch[key] = None if delete else rng.randrange(10**6)
+            (present.discard if delete else present.add)(key)
+        batches.append(batch)
+    batches.append({key: None for key in present})
+    tree = MemoryTree()
+    assert [tree.apply(changes) for changes in batches] == contracts_roots(batches)
+    assert tree.root == EMPTY_ROOT
+
+
+def test_a_lone_key_is_the_root_and_provable() -> None:
+    """With one key left the root is its leaf, as in the validators' tree."""
+    tree = MemoryTree()
+    tree.apply({"a": 1, "b": 2})
+    root = tree.apply({"b": None})
+    assert root == contracts_roots([{"a": 1}])[0]
+    assert verify_proof(root, "a", 1, prove(tree, root, "a"))
+
+
+def test_bad_input_is_refused_and_changes_nothing() -> None:
+    """Keys must be str and encoded values bytes or None; a refused batch applies nothing."""
+    import pytest
+
+    tree = MemoryTree()
+    root = tree.apply({"a": 1})
+    with pytest.raises(TypeError):
+        tree.apply_encoded({"b": b"\x01", "c": 5})  # type: ignore[dict-item]
+    with pytest.raises(TypeError):
+        tree.apply_encoded({b"b": b"\x01"})  # type: ignore[dict-item]
+    assert tree.root == root

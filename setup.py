@@ -1,0 +1,14 @@
+"""Only the compiled part of the build; everything else is in pyproject.toml."""
+
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "contracts._memory_tree",
+            ["contracts/_memory_tree.c"],
+            libraries=["crypto"],  # SHA-256 from OpenSSL (Debian: libssl-dev)
+            extra_compile_args=["-O2", "-Wall", "-Wno-deprecated-declarations"],
+        )
+    ]
+)
