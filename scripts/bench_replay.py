@@ -211,7 +211,7 @@ def measure_phases(genesis_obj: dict[str, Any], blocks: list[SourceBlock]) -> No
     for block in blocks:
         started = time.process_time()
         checked, _ = check_chunk(genesis.chain_id, 0, block.txs)
-        txs = [signed_tx_from(obj, item) for obj, item in zip(block.txs, checked, strict=True)]
+        txs = [signed_tx_from(obj, tx_id) for obj, tx_id in zip(block.txs, checked, strict=True)]
         spent["parse and verify"] += time.process_time() - started
         started = time.process_time()
         context = BlockContext(genesis.chain_id, block.header["height"], block.header["time"])

@@ -99,7 +99,7 @@ class ReplayedChain:
 @dataclass
 class _Prepared:
     source: SourceBlock
-    futures: list[Future[tuple[list[Checked], TxProblem | None]]]
+    futures: list[Future[tuple[Checked, TxProblem | None]]]
 
 
 class _Replayer:
@@ -158,7 +158,7 @@ class _Replayer:
             checked, problem = future.result()
             first = len(txs)
             txs.extend(
-                signed_tx_from(objs[first + offset], item) for offset, item in enumerate(checked)
+                signed_tx_from(objs[first + offset], tx_id) for offset, tx_id in enumerate(checked)
             )
             if problem is not None:
                 raise AuditError(
