@@ -314,23 +314,29 @@ def _groups(entries: list[_Update], depth: int) -> list[tuple[int, list[_Update]
     return groups
 
 
-def _updates(changes: Mapping[str, Any | None]) -> list[_Update]:
+def _updates(changes: Mapping[str, Any | None]) -> tuple[list[_Update], dict[str, bytes]]:
+    """The sorted updates, and the canonical bytes of each value set."""
     updates = []
+    encoded: dict[str, bytes] = {}
     for key, value in changes.items():
         path = _sha256(key.encode("utf-8")).digest()
         if value is None:
             hashed = None
         else:
-            hashed = _sha256(canonical_bytes(value)).digest()
+            data = encoded[key] = canonical_bytes(value)
+            hashed = _sha256(data).digest()
         updates.append((path.hex(), path, hashed))
     updates.sort()
-    return updates
+    return updates, encoded
 
 
 class TreeUpdate(NamedTuple):
     root: str  # hex
     new_nodes: dict[bytes, bytes]  # hash -> bytes, to persist
     stale_nodes: set[bytes]  # stored nodes of the old root that the new root no longer holds
+    # The canonical bytes of each value set (as hashed into the tree), so a store writes
+    # the state without encoding every value a second time.
+    encoded_values: Mapping[str, bytes] = {}
 
 
 def apply_changes(
@@ -341,10 +347,11 @@ def apply_changes(
     version only deletes those)."""
     updater = _Updater(store)
     root = bytes.fromhex(root_hex)
-    root = updater.update(b"" if root == EMPTY_HASH else root, 0, _updates(changes))
+    updates, encoded = _updates(changes)
+    root = updater.update(b"" if root == EMPTY_HASH else root, 0, updates)
     # A node made again with the same bytes (a value set to what it was) stays.
     stale = set(updater.stale).difference(updater.new_nodes)
-    return TreeUpdate((root or EMPTY_HASH).hex(), updater.new_nodes, stale)
+    return TreeUpdate((root or EMPTY_HASH).hex(), updater.new_nodes, stale, encoded)
 
 
 def compute_root(values: Mapping[str, Any]) -> str:

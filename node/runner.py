@@ -67,7 +67,7 @@ def open_storage(config: NodeConfig, genesis: Genesis) -> Storage:
     stored = storage.get_meta("genesis")
     if stored is None:
         writes = genesis_writes(genesis)
-        root, nodes, _ = apply_changes(storage, EMPTY_ROOT, writes)
+        root, nodes, *_ = apply_changes(storage, EMPTY_ROOT, writes)
         storage.write_genesis(genesis.hash, writes, nodes, root)
     elif stored != genesis.hash:
         storage.close()

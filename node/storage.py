@@ -232,11 +232,13 @@ class Storage:
             batch.put(b"h" + block.hash.encode(), canonical_bytes(height))
             for index, tx_id in enumerate(tx_ids):
                 batch.put(b"t" + tx_id.encode(), encode_trusted({"height": height, "index": index}))
+            encoded = tree.encoded_values
             for key, value in writes.items():
                 if value is None:
                     batch.delete(b"s" + key.encode())
                 else:
-                    batch.put(b"s" + key.encode(), canonical_bytes(value))
+                    data = encoded.get(key)
+                    batch.put(b"s" + key.encode(), canonical_bytes(value) if data is None else data)
             for node_hash, node in tree.new_nodes.items():
                 batch.put(b"n" + node_hash, node)
             for node_hash in tree.stale_nodes:

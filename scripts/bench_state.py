@@ -137,7 +137,7 @@ def bench_size(tokens: int, gifts: int, keys: list[SigningKey]) -> dict[str, flo
     store = MemoryNodeStore()
     root = EMPTY_ROOT
     for batch in view.all_items(200_000):
-        root, nodes, _ = apply_changes(store, root, batch)
+        root, nodes, *_ = apply_changes(store, root, batch)
         store.put_nodes(nodes)
     build_s = time.perf_counter() - started
 
@@ -167,7 +167,7 @@ def bench_size(tokens: int, gifts: int, keys: list[SigningKey]) -> dict[str, flo
 
     counting = CountingStore(store)
     started = time.perf_counter()
-    new_root, new_nodes, _ = apply_changes(counting, root, outcome.writes)
+    new_root, new_nodes, *_ = apply_changes(counting, root, outcome.writes)
     update_s = time.perf_counter() - started
 
     store.put_nodes(new_nodes)

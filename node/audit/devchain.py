@@ -54,7 +54,7 @@ class DevChain:
         self.view = DictView()
         self.store = MemoryNodeStore()
         writes = genesis_writes(self.genesis)
-        root, nodes, _ = apply_changes(self.store, EMPTY_ROOT, writes)
+        root, nodes, *_ = apply_changes(self.store, EMPTY_ROOT, writes)
         self.store.put_nodes(nodes)
         self.view.apply(writes)
         self.head = genesis_header(self.genesis)

@@ -39,7 +39,7 @@ def contracts_roots(batches: list[dict[str, Any]]) -> list[str]:
     root = EMPTY_ROOT
     roots = []
     for changes in batches:
-        root, nodes, _ = apply_changes(store, root, changes)
+        root, nodes, *_ = apply_changes(store, root, changes)
         store.put_nodes(nodes)
         roots.append(root)
     return roots

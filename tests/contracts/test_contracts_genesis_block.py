@@ -146,7 +146,7 @@ def _chain() -> tuple[Any, DictView, MemoryNodeStore, dict[str, Any]]:
     genesis = load_genesis(devnet_genesis(4, T0))
     view = DictView(genesis_writes(genesis))
     store = MemoryNodeStore()
-    root, nodes, _ = apply_changes(store, EMPTY_ROOT, view.values)
+    root, nodes, *_ = apply_changes(store, EMPTY_ROOT, view.values)
     store.put_nodes(nodes)
     return genesis, view, store, genesis_header(genesis)
 

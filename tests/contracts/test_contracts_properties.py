@@ -226,7 +226,7 @@ def test_random_transaction_sequences_keep_the_invariants(
     genesis = load_genesis(devnet_genesis(4, GENESIS_TIME_MS))
     view = DictView(genesis_writes(genesis))
     store = MemoryNodeStore()
-    root, nodes, _ = apply_changes(store, EMPTY_ROOT, view.values)
+    root, nodes, *_ = apply_changes(store, EMPTY_ROOT, view.values)
     store.put_nodes(nodes)
     builder = Builder()
     time_ms = GENESIS_TIME_MS
@@ -255,7 +255,7 @@ def test_random_transaction_sequences_keep_the_invariants(
             block_writes.update(overlay.writes)
             txs.append(tx)
         check_single_owners(view.values)
-        root, nodes, _ = apply_changes(store, root, block_writes)
+        root, nodes, *_ = apply_changes(store, root, block_writes)
         store.put_nodes(nodes)
         assert root == compute_root(view.values)
         chain.append((ctx, txs))
@@ -266,7 +266,7 @@ def test_random_transaction_sequences_keep_the_invariants(
     for (ctx, txs), expected_root in zip(chain, roots, strict=True):
         outcome = execute_block(replay, txs, ctx)
         replay.apply(outcome.writes)
-        replay_root, _, _ = apply_changes(store, replay_root, outcome.writes)
+        replay_root, _, *_ = apply_changes(store, replay_root, outcome.writes)
         assert replay_root == expected_root
     assert replay.values == view.values
 

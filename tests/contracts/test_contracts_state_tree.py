@@ -31,7 +31,7 @@ CHANGE_BATCHES = st.lists(
 
 def build(values: dict[str, Any]) -> tuple[MemoryNodeStore, str]:
     store = MemoryNodeStore()
-    root, nodes, _ = apply_changes(store, EMPTY_ROOT, values)
+    root, nodes, *_ = apply_changes(store, EMPTY_ROOT, values)
     store.put_nodes(nodes)
     return store, root
 
@@ -40,7 +40,7 @@ def test_empty_state_has_the_empty_root() -> None:
     """No keys: the root is 32 zero bytes, and deleting everything comes back to it."""
     assert compute_root({}) == EMPTY_ROOT == "0" * 64
     store, root = build({"a": 1, "b": 2})
-    root, nodes, _ = apply_changes(store, root, {"a": None, "b": None, "never-there": None})
+    root, nodes, *_ = apply_changes(store, root, {"a": None, "b": None, "never-there": None})
     assert root == EMPTY_ROOT and nodes == {}
 
 
@@ -52,7 +52,7 @@ def test_root_does_not_depend_on_insertion_order(values: dict[str, Any], rng: An
     rng.shuffle(items)
     store, root = MemoryNodeStore(), EMPTY_ROOT
     for name, value in items:
-        root, nodes, _ = apply_changes(store, root, {name: value})
+        root, nodes, *_ = apply_changes(store, root, {name: value})
         store.put_nodes(nodes)
     assert root == compute_root(values)
 
@@ -66,7 +66,7 @@ def test_incremental_updates_match_a_fresh_build(batches: list[dict[str, Any]]) 
     state: dict[str, Any] = {}
     history: list[tuple[str, dict[str, Any]]] = []
     for changes in batches:
-        root, nodes, _ = apply_changes(store, root, changes)
+        root, nodes, *_ = apply_changes(store, root, changes)
         store.put_nodes(nodes)
         for name, value in changes.items():
             if value is None:
@@ -189,9 +189,9 @@ def test_update_cost_follows_keys_touched_not_state_size() -> None:
     """Changing one key writes one node per level (about log16 n), whatever the state size."""
     for size in (1_000, 20_000):
         store, root = build({"token/c:%d" % index: index for index in range(size)})
-        _, nodes, _ = apply_changes(store, root, {"token/c:7": 99})
+        _, nodes, *_ = apply_changes(store, root, {"token/c:7": 99})
         assert len(nodes) <= 6
-        _, nodes, _ = apply_changes(
+        _, nodes, *_ = apply_changes(
             store, root, {"token/c:%d" % index: 0 for index in range(0, size, size // 10)}
         )
         assert len(nodes) <= 10 * 6

@@ -23,7 +23,7 @@ def test_cached_account_reads_follow_a_commit(tmp_path: Path) -> None:
     genesis = load_genesis(devnet_genesis(genesis_time_ms=1_000))
     storage = Storage(tmp_path / "db")
     writes = genesis_writes(genesis)
-    root, nodes, _ = apply_changes(storage, EMPTY_ROOT, writes)
+    root, nodes, *_ = apply_changes(storage, EMPTY_ROOT, writes)
     storage.write_genesis(genesis.hash, writes, nodes, root)
     signatures = SignatureCache()
     holder: list[NodeApplication] = []
