@@ -239,8 +239,8 @@ def measure_phases(genesis_obj: dict[str, Any], blocks: list[SourceBlock]) -> No
 
 
 class CpuSampler:
-    """CPU seconds used by this process and every process it started (the signature pool and
-    the state-tree process come from a fork server), read from /proc twice a second. Other
+    """CPU seconds used by this process (with its state-tree thread) and every process it
+    started (the signature pool comes from a fork server), read from /proc twice a second. Other
     sessions' load takes cores from the replay, so wall time alone says little: the CPU
     the replay used says what two idle cores would give."""
 

@@ -57,8 +57,8 @@ from primitives.encoding import EncodingError, canonical_bytes
 # How far signature checks run ahead of execution, in blocks and in transactions.
 LOOKAHEAD_BLOCKS = 128
 LOOKAHEAD_TXS = 100_000
-# How many executed blocks may wait for their state root from the tree process.
-# Enough for execution and signature checks to go on while the tree process hashes a
+# How many executed blocks may wait for their state root from the tree thread.
+# Enough for execution and signature checks to go on while the tree thread hashes a
 # block of mints (200,000 writes or so), bounded in what the waiting blocks hold.
 MAX_UNCONFIRMED_BLOCKS = 64
 MAX_UNCONFIRMED_WRITES = 1_000_000
@@ -128,7 +128,7 @@ class _Replayer:
         roots.submit(0, writes)
         _, self.genesis_root = roots.next_root()
         self.root = self.genesis_root
-        # Executed blocks whose state root the tree process has not confirmed yet.
+        # Executed blocks whose state root the tree thread has not confirmed yet.
         self.unconfirmed: deque[ReplayedBlock] = deque()
         self.unconfirmed_writes = 0
         self.height = 0
@@ -301,7 +301,7 @@ class _Replayer:
             )
         )
 
-    # -- state roots arrive from the tree process in height order ----------------------
+    # -- state roots arrive from the tree thread in height order -----------------------
     def confirm(self, *, wait: bool) -> None:
         """Compare the roots that came back (all outstanding ones when `wait`); each
         confirmed block goes to the observers, so they only ever see checked blocks."""
