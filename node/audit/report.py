@@ -8,7 +8,7 @@ from typing import Any
 
 from contracts.queries import validator_set_at
 from contracts.state import PARAMS_KEY, ROLE_PREFIX, VALIDATORS_KEY
-from node.audit.replay import ReplayedBlock, ReplayedChain
+from node.audit.replay import GOVERNANCE_TYPES, ReplayedBlock, ReplayedChain
 from node.audit.signatures import VerifyRate
 
 
@@ -62,7 +62,7 @@ class ChainReport:
                         "kind": tx.body["kind"],
                     }
                 )
-        if any(tx.type in ("propose", "approve") for tx in block.txs):
+        if any(tx.type in GOVERNANCE_TYPES for tx in block.txs):
             self._governance(block)
 
     def _governance(self, block: ReplayedBlock) -> None:
