@@ -72,11 +72,17 @@ static inline int nibble(const uint8_t *path, int depth) {
     return (depth & 1) ? (byte & 0x0F) : (byte >> 4);
 }
 
+#define LEAF_BYTES 65
+
+static void leaf_bytes(const Leaf *leaf, uint8_t buf[LEAF_BYTES]) {
+    buf[0] = LEAF_TAG;
+    memcpy(buf + 1, leaf->path, 32);
+    memcpy(buf + 33, leaf->value_hash, 32);
+}
+
 static void leaf_hash(const Leaf *leaf, uint8_t out[32]) {
-    uint8_t data[65];
-    data[0] = LEAF_TAG;
-    memcpy(data + 1, leaf->path, 32);
-    memcpy(data + 33, leaf->value_hash, 32);
+    uint8_t data[LEAF_BYTES];
+    leaf_bytes(leaf, data);
     sha256(data, sizeof data, out);
 }
 
@@ -374,11 +380,8 @@ static int collect(Node *node, int skip_self, PyObject *out) {
                 return -1;
             continue;
         }
-        Leaf *leaf = AS_LEAF(child);
-        buf[0] = LEAF_TAG;
-        memcpy(buf + 1, leaf->path, 32);
-        memcpy(buf + 33, leaf->value_hash, 32);
-        PyObject *data = PyBytes_FromStringAndSize((const char *)buf, 65);
+        leaf_bytes(AS_LEAF(child), buf);
+        PyObject *data = PyBytes_FromStringAndSize((const char *)buf, LEAF_BYTES);
         if (data == NULL || PyList_Append(out, data) < 0) {
             Py_XDECREF(data);
             return -1;

@@ -10,6 +10,7 @@ exactly the signatures the validators accept.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import time
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -19,7 +20,6 @@ from typing import Any
 import ormsgpack
 
 from contracts.transactions import SignedTx, TxError, parse_tx
-from node.audit.state_roots import process_context
 from primitives.crypto import SigningKey, verify
 
 CHUNK_TXS = 512
@@ -134,6 +134,15 @@ def measure_verify_rate(duration_s: float = 0.25, max_samples: int = 20_000) -> 
         count += 100
         elapsed = time.process_time() - started
     return VerifyRate(int(count / max(elapsed, 1e-9)), "libsodium (PyNaCl)", count)
+
+
+def process_context() -> Any:
+    """Workers come from a fork server, not from a fork of this process: the replay runs
+    threads (fetching, the state tree), and forking a threaded process is unsafe. The
+    server preloads the contracts, so each worker starts in milliseconds."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["node.audit.signatures"])
+    return context
 
 
 def default_workers() -> int:

@@ -10,25 +10,12 @@ cores without a process between them: nothing is pickled or piped.
 
 from __future__ import annotations
 
-import multiprocessing
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from contracts.memory_tree import MemoryTree
 from primitives.encoding import encode_trusted
-
-PRELOAD_MODULES = ["node.audit.signatures"]
-
-
-def process_context() -> Any:
-    """Worker processes come from a fork server, not from a fork of this process:
-    the replay runs threads (fetching, the state tree), and forking a threaded process
-    is unsafe. The server preloads the contracts, so each worker starts in milliseconds."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(PRELOAD_MODULES)
-    return context
-
 
 def encode_writes(writes: dict[str, Any]) -> dict[str, bytes | None]:
     """A write set with each value as its canonical bytes, which the tree hashes. The values
