@@ -31,7 +31,15 @@ def compute_tx_root(txs: list[SignedTx]) -> str:
 
 
 def compute_results_root(results: list[Result]) -> str:
-    return merkle_root([canonical_bytes(result.to_dict()) for result in results])
+    # Most results of a block are equal (a plain "ok"): each distinct one is encoded once.
+    encoded: dict[Result, bytes] = {}
+    leaves = []
+    for result in results:
+        leaf = encoded.get(result)
+        if leaf is None:
+            leaf = encoded[result] = canonical_bytes(result.to_dict())
+        leaves.append(leaf)
+    return merkle_root(leaves)
 
 
 def compute_parent_hash(parent_header: dict[str, Any]) -> str:
