@@ -9,6 +9,12 @@ setup(
             ["contracts/_memory_tree.c"],
             libraries=["crypto"],  # SHA-256 from OpenSSL (Debian: libssl-dev)
             extra_compile_args=["-O2", "-Wall", "-Wno-deprecated-declarations"],
-        )
+        ),
+        Extension(
+            "primitives._merkle",
+            ["primitives/_merkle.c"],
+            libraries=["crypto"],
+            extra_compile_args=["-O2", "-Wall", "-Wno-deprecated-declarations"],
+        ),
     ]
 )

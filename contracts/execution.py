@@ -44,7 +44,7 @@ from contracts.state import (
     token_history_key,
     token_key,
 )
-from contracts.transactions import SignedTx, split_token_id
+from contracts.transactions import SignedTx
 
 __all__ = [
     "BlockContext",
@@ -249,18 +249,19 @@ def process_gift(state: Overlay, tx: SignedTx, ctx: BlockContext) -> Result:
     params = get_params(state)
     today = compute_calendar_date(ctx.time_ms, params["utc_offset_minutes"])
     day = compute_calendar_day(ctx.time_ms, params["utc_offset_minutes"])
-    parts = split_token_id(token_id)
     token = get_token(state, token_id)
     recipient = get_account(state, recipient_id)
-    if token is None or parts is None:
+    if token is None:
         return reject(Code.TOKEN_NOT_FOUND, "no token %s" % token_id)
-    collection = require(get_collection(state, parts[0]), "collection of token %s" % token_id)
+    # A token on record has the id a mint gave it, "<collection>:<serial>".
+    collection_id = token_id.partition(":")[0]
+    collection = require(get_collection(state, collection_id), "collection of token %s" % token_id)
     sender = require(get_account(state, tx.sender), "account of sender %s" % tx.sender)
     if token["owner"] != tx.sender:
         return reject(Code.NOT_OWNER, "sender does not own %s" % token_id)
     if not collection["transferable"]:
         return reject(
-            Code.COLLECTION_NOT_TRANSFERABLE, "collection %s is not transferable" % parts[0]
+            Code.COLLECTION_NOT_TRANSFERABLE, "collection %s is not transferable" % collection_id
         )
     if recipient_id == tx.sender:
         return reject(Code.SELF_TRANSFER, "sender and recipient are the same account")

@@ -67,6 +67,13 @@ def token_id_of_key(key: str) -> str | None:
     return key[len(TOKEN_PREFIX) :] if key.startswith(TOKEN_PREFIX) else None
 
 
+def apply_writes(values: dict[str, Any], writes: Mapping[str, Any | None]) -> None:
+    """Apply a write set to a whole state held in a dict."""
+    values.update(writes)  # deletes are rare: set them all, then remove the Nones
+    for key in [key for key, value in writes.items() if value is None]:
+        del values[key]
+
+
 class StateView(Protocol):
     def get(self, key: str) -> Any | None:
         """The value at `key`, or None when absent."""
@@ -83,11 +90,7 @@ class DictView:
         return self.values.get(key)
 
     def apply(self, writes: Mapping[str, Any | None]) -> None:
-        for key, value in writes.items():
-            if value is None:
-                self.values.pop(key, None)
-            else:
-                self.values[key] = value
+        apply_writes(self.values, writes)
 
     def items(self) -> Iterator[tuple[str, Any]]:
         return iter(sorted(self.values.items()))

@@ -3,17 +3,22 @@
 Leaves and inner nodes are domain-separated so a leaf can never pass for a node;
 an odd node at the end of a level is carried up unchanged. The root of an empty
 list is SHA-256 of the empty string.
+
+merkle_root is compiled (primitives/_merkle.c); reference_root is the same tree in
+Python, which the compiled one is tested against.
 """
 
 from __future__ import annotations
 
 import hashlib
 
+from primitives._merkle import merkle_root
+
 _LEAF = b"\x00"
 _NODE = b"\x01"
 
 
-def merkle_root(leaves: list[bytes]) -> str:
+def reference_root(leaves: list[bytes]) -> str:
     if not leaves:
         return hashlib.sha256(b"").hexdigest()
     level = [hashlib.sha256(_LEAF + leaf).digest() for leaf in leaves]
@@ -26,3 +31,6 @@ def merkle_root(leaves: list[bytes]) -> str:
             paired.append(level[-1])
         level = paired
     return level[0].hex()
+
+
+__all__ = ["merkle_root", "reference_root"]

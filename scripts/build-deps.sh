@@ -1,5 +1,5 @@
 #!/bin/sh
-# What `pip install -e .` needs from the system to compile contracts/_memory_tree.c: a C
+# What `pip install -e .` needs from the system to compile the C modules (setup.py): a C
 # compiler, the Python headers and OpenSSL's headers. Installs the missing ones on Debian
 # (and derivatives); does nothing when all are present, as on the standard image.
 set -eu

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from primitives.crypto import SigningKey, is_hex, sha256_hex, verify
 from primitives.encoding import EncodingError, canonical_bytes, decode_canonical, encode_trusted
-from primitives.merkle import merkle_root
+from primitives.merkle import merkle_root, reference_root
 
 canonical_values = st.recursive(
     st.booleans() | st.integers(0, 2**63 - 1) | st.text(max_size=20),
@@ -109,3 +109,15 @@ def test_merkle_root_commits_to_order_and_content() -> None:
     assert merkle_root(leaves) != merkle_root([b"a", b"b", b"d"])
     assert merkle_root(leaves) != merkle_root([b"a", b"b"])
     assert merkle_root(leaves) == merkle_root(list(leaves))
+
+
+@given(st.lists(st.binary(max_size=80), max_size=70))
+def test_compiled_merkle_root_is_the_reference_tree(leaves: list[bytes]) -> None:
+    """The compiled root equals the Python reference for any list (odd levels included)."""
+    assert merkle_root(leaves) == reference_root(leaves)
+
+
+def test_merkle_root_refuses_what_is_not_a_list_of_bytes() -> None:
+    for bad in ([b"a", "b"], (b"a",), [b"a", None]):
+        with pytest.raises(TypeError):
+            merkle_root(bad)  # type: ignore[arg-type]

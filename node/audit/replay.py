@@ -45,7 +45,7 @@ from contracts.block import compute_results_root, compute_tx_root
 from contracts.execution import BlockContext, Result, execute_block
 from contracts.genesis import Genesis, GenesisError, genesis_writes, load_genesis
 from contracts.queries import params_info, validator_set_at
-from contracts.state import DictView
+from contracts.state import DictView, apply_writes
 from contracts.transactions import SignedTx
 from node.audit.errors import AuditError
 from node.audit.signatures import Checked, SignatureChecker, TxProblem, signed_tx_from
@@ -142,11 +142,7 @@ class _Replayer:
         self.tx_count = 0
 
     def _apply_writes(self, writes: dict[str, Any]) -> None:
-        for key, value in writes.items():
-            if value is None:
-                self.state.pop(key, None)
-            else:
-                self.state[key] = value
+        apply_writes(self.state, writes)
 
     # -- preparing ahead: parsing and signature checks start in the pool --------------
     def prepare(self, source_block: SourceBlock) -> _Prepared:
