@@ -43,9 +43,15 @@ from primitives.encoding import canonical_bytes, encode_trusted
 RECENT_BLOCKS_CACHED = 16
 TREE_NODES_CACHED = 100_000
 # Tree nodes are read at random hashes: a bloom filter spares a read per table level that
-# cannot hold the key, and the block cache keeps the hot tables' blocks decompressed.
+# cannot hold the key, and the block cache keeps the hot tables' blocks in memory.
 BLOOM_FILTER_BITS = 10
 BLOCK_CACHE_BYTES = 32 * 1024 * 1024
+# Most of what is written is tree nodes: hashes, which do not compress. With LevelDB's
+# default Snappy, compaction spent a third of a loaded validator's CPU compressing them
+# for nothing (perf, docs/PERFORMANCE.md). A larger memtable means fewer, larger level-0
+# tables, so less compaction for the same writes (a block writes a few MB of nodes).
+COMPRESSION = None
+WRITE_BUFFER_BYTES = 32 * 1024 * 1024
 _U64 = struct.Struct(">Q")
 
 
@@ -72,6 +78,8 @@ class Storage:
                 create_if_missing=True,
                 bloom_filter_bits=BLOOM_FILTER_BITS,
                 lru_cache_size=BLOCK_CACHE_BYTES,
+                compression=COMPRESSION,
+                write_buffer_size=WRITE_BUFFER_BYTES,
             )
         except plyvel.IOError as exc:
             raise NodeSetupError(
