@@ -11,8 +11,8 @@ setup(
             extra_compile_args=["-O2", "-Wall", "-Wno-deprecated-declarations"],
         ),
         Extension(
-            "primitives._merkle",
-            ["primitives/_merkle.c"],
+            "primitives._native",
+            ["primitives/_native.c"],
             libraries=["crypto"],
             extra_compile_args=["-O2", "-Wall", "-Wno-deprecated-declarations"],
         ),

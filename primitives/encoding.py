@@ -13,6 +13,8 @@ from typing import Any
 import msgpack
 import ormsgpack
 
+from primitives._native import is_canonical
+
 MAX_INT = 2**63 - 1
 MAX_DEPTH = 32
 
@@ -138,6 +140,9 @@ def decode_canonical(data: bytes, *, max_bytes: int) -> Any:
         raise EncodingError("trailing bytes after the value") from None
     except (ValueError, msgpack.UnpackException, TypeError, RecursionError) as exc:
         raise EncodingError("not valid MessagePack: %s" % exc) from None
+    if is_canonical(data):
+        return value
+    # Not canonical: encoding it again in Python names what is wrong.
     if _packer.pack(_canonical(value, 0)) != bytes(data):
         raise EncodingError(
             "not canonical MessagePack (longer forms than needed, unsorted or duplicate map keys)"

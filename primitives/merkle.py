@@ -4,7 +4,7 @@ Leaves and inner nodes are domain-separated so a leaf can never pass for a node;
 an odd node at the end of a level is carried up unchanged. The root of an empty
 list is SHA-256 of the empty string.
 
-merkle_root is compiled (primitives/_merkle.c); reference_root is the same tree in
+merkle_root is compiled (primitives/_native.c); reference_root is the same tree in
 Python, which the compiled one is tested against.
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 
-from primitives._merkle import merkle_root
+from primitives._native import merkle_root
 
 _LEAF = b"\x00"
 _NODE = b"\x01"

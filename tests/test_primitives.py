@@ -10,7 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from primitives.crypto import SigningKey, is_hex, sha256_hex, verify
-from primitives.encoding import EncodingError, canonical_bytes, decode_canonical, encode_trusted
+from primitives._native import is_canonical
+from primitives.encoding import (
+    MAX_DEPTH,
+    EncodingError,
+    canonical_bytes,
+    decode_canonical,
+    encode_trusted,
+)
 from primitives.merkle import merkle_root, reference_root
 
 canonical_values = st.recursive(
@@ -76,6 +83,63 @@ def test_strict_decoding_rejects_with_a_reason(data: bytes, reason: str) -> None
     """Every non-canonical input is refused with a message naming what is wrong."""
     with pytest.raises(EncodingError, match=reason):
         decode_canonical(data, max_bytes=9)
+
+
+# Any MessagePack value, canonical or not: nil, floats, bin, negative integers, maps with
+# keys in insertion order (often unsorted), packed in every form msgpack chooses.
+any_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**63), 2**64 - 1)
+    | st.floats(allow_nan=False)
+    | st.text(max_size=40)
+    | st.binary(max_size=8),
+    lambda inner: st.lists(inner, max_size=20)
+    | st.dictionaries(st.text(max_size=4) | st.integers(0, 3), inner, max_size=20),
+    max_leaves=40,
+)
+
+
+def python_says_canonical(data: bytes) -> bool:
+    """The slow path's verdict (re-encoding the decoded value), which the compiled check
+    may only ever agree with when it says yes."""
+    try:
+        value = msgpack.unpackb(data, raw=False, strict_map_key=False)
+        return canonical_bytes(value) == data
+    except (ValueError, TypeError, msgpack.UnpackException):
+        return False
+
+
+@given(canonical_values)
+def test_compiled_check_accepts_every_canonical_encoding(value: object) -> None:
+    assert is_canonical(canonical_bytes(value))
+
+
+@given(any_values, st.lists(st.tuples(st.integers(0, 10_000), st.integers(0, 255)), max_size=3))
+def test_compiled_check_accepts_only_what_reencodes_to_the_same_bytes(
+    value: object, flips: list[tuple[int, int]]
+) -> None:
+    """On any packing of any value, with a few bytes changed: the compiled check says yes
+    exactly when the Python re-encoding gives back the bytes (for input that decodes)."""
+    data = bytearray(msgpack.packb(value, use_bin_type=True))
+    for position, byte in flips:
+        if data:
+            data[position % len(data)] = byte
+    try:
+        msgpack.unpackb(bytes(data), raw=False, strict_map_key=False)
+    except (ValueError, TypeError, msgpack.UnpackException):
+        return  # decode_canonical refuses it before asking the compiled check
+    assert is_canonical(bytes(data)) == python_says_canonical(bytes(data))
+
+
+def test_compiled_check_refuses_nesting_beyond_the_limit() -> None:
+    nested: object = 1
+    for _ in range(MAX_DEPTH):
+        nested = [nested]
+    assert is_canonical(canonical_bytes(nested))
+    assert not is_canonical(msgpack.packb([nested]))
+    with pytest.raises(EncodingError, match="nesting"):
+        decode_canonical(msgpack.packb([nested]), max_bytes=1 << 10)
 
 
 def test_signatures_verify_only_for_the_signed_message_and_key() -> None:
