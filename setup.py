@@ -11,6 +11,12 @@ setup(
             extra_compile_args=["-O2", "-Wall", "-Wno-deprecated-declarations"],
         ),
         Extension(
+            "contracts._state_tree",
+            ["contracts/_state_tree.c"],
+            libraries=["crypto"],
+            extra_compile_args=["-O2", "-Wall", "-Wno-deprecated-declarations"],
+        ),
+        Extension(
             "primitives._native",
             ["primitives/_native.c"],
             libraries=["crypto"],

@@ -12,6 +12,10 @@ overwritten, so every old root stays readable and provable:
 - leaf:     0x00 || key_hash (32) || value_hash (32), value_hash = sha256(canonical bytes)
 - internal: 0x01 || bitmap (2 bytes, big-endian, bit i = child for nibble i) || the present
             children's hashes in nibble order
+
+The batch update (apply_changes) walks the tree in compiled code (contracts/_state_tree.c):
+on a validator the walk in Python was a fifth of the CPU. The Python walk below (_Updater,
+reference_apply_changes) is the reference it is tested against, node for node.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any, NamedTuple, Protocol
 
+from contracts._state_tree import update as _compiled_update
 from primitives.crypto import is_hex, sha256
 from primitives.encoding import canonical_bytes
 
@@ -339,12 +344,32 @@ class TreeUpdate(NamedTuple):
     encoded_values: Mapping[str, bytes] = {}
 
 
-def apply_changes(
-    store: NodeStore, root_hex: str, changes: Mapping[str, Any | None]
-) -> TreeUpdate:
+def apply_changes(store: NodeStore, root_hex: str, changes: Mapping[str, Any | None]) -> TreeUpdate:
     """The root after setting (or, for None, deleting) each key, the nodes to persist, and
     the old root's nodes that only older roots need (a store that keeps the newest
-    version only deletes those)."""
+    version only deletes those). The walk is compiled; reference_apply_changes is the same
+    in Python."""
+    updates: list[tuple[bytes, bytes | None]] = []
+    encoded: dict[str, bytes] = {}
+    for key, value in changes.items():
+        path = _sha256(key.encode("utf-8")).digest()
+        if value is None:
+            updates.append((path, None))
+        else:
+            data = encoded[key] = canonical_bytes(value)
+            updates.append((path, _sha256(data).digest()))
+    # The compiled walk sorts the updates, and leaves out of the stale nodes those it made
+    # again with the same bytes (a value set to what it was).
+    root, new_nodes, stale = _compiled_update(
+        store.get_node, bytes.fromhex(root_hex) or EMPTY_HASH, updates, StateTreeError
+    )
+    return TreeUpdate(root.hex(), new_nodes, stale, encoded)
+
+
+def reference_apply_changes(
+    store: NodeStore, root_hex: str, changes: Mapping[str, Any | None]
+) -> TreeUpdate:
+    """apply_changes in Python (the reference the compiled walk is tested against)."""
     updater = _Updater(store)
     root = bytes.fromhex(root_hex)
     updates, encoded = _updates(changes)
