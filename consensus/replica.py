@@ -126,6 +126,7 @@ class Replica:
         self._now_ms = 0
         self._view = 0
         self._round_start_ms = 0
+        self._height_started_ms = 0
         self._view_entered_ms = 0
         self._deadline_ms = 0
         self._last_send_ms = 0
@@ -309,7 +310,7 @@ class Replica:
         self._state = self._new_height_state()
         self._restore_from_journal()
         self._ahead_peers = {peer: height for peer, height in self._ahead_peers.items() if height > self._height}
-        self._round_start_ms = self._view_entered_ms = self._now_ms
+        self._round_start_ms = self._view_entered_ms = self._height_started_ms = self._now_ms
         self._set_deadline()
         self._maybe_propose()
 
@@ -342,10 +343,12 @@ class Replica:
         if message.height == self._height:
             return True
         if message.height < self._height:
-            self._help_behind(peer, message.height)
+            if message.height < self._height - 1 or self._settled():
+                self._help_behind(peer, message.height)
             self._discard(peer, "stale height %d" % message.height)
             return False
-        self._note_ahead(peer, message.height)
+        if message.height > self._height + 1 or self._settled():
+            self._note_ahead(peer, message.height)
         held_from_peer = self._held_per_peer.get(peer, 0)
         if (
             message.height == self._height + 1
@@ -357,6 +360,14 @@ class Replica:
         else:
             self._discard(peer, "height %d too far ahead" % message.height)
         return False
+
+    def _settled(self) -> bool:
+        """Whether this height began a catch-up interval ago. Until then a peer one height
+        behind or ahead is most likely finishing the height it is at, with the commit
+        votes it needs on the way: under load the slowest validator's votes arrive after
+        the others committed, and sending it the block it is about to commit (and it
+        asking for it) cost every block a sync of the whole block for nothing."""
+        return self._now_ms - self._height_started_ms >= self.config.sync_retry_interval_ms
 
     # ------------------------------------------------------------ signing (the safety rules)
 
