@@ -1,9 +1,10 @@
 """The state transition: one process_* function per transaction type (PROTOCOL §4).
 
 Each rule check is one `if` in the contract's order; the first failure decides
-the result. A process_* function writes into a scratch overlay that is kept
-only when the result is `ok`, so a rejected transaction changes nothing but
-the sender's nonce, and a mint is all items or none.
+the result. A rejected transaction changes nothing but the sender's nonce, and a
+mint is all items or none: the processors that write before their last check
+(WRITE_AS_THEY_CHECK) write into a scratch overlay kept only when the result is
+`ok`; every other one makes all its checks before its first write.
 """
 
 from __future__ import annotations

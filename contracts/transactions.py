@@ -329,7 +329,13 @@ def parse_tx(obj: Any, *, require_signature: bool = True) -> SignedTx:
         except EncodingError as first:
             raise _malformed(str(first)) from None
         raise _malformed(str(exc)) from None
-    encoded = pack_form(form)
+    return _parse_form(obj, form, pack_form(form), require_signature)
+
+
+def _parse_form(
+    obj: dict[str, Any], form: Any, encoded: bytes, require_signature: bool
+) -> SignedTx:
+    """parse_tx once `form` is obj's canonical form and `encoded` its bytes."""
     if len(encoded) > MAX_TX_BYTES:
         raise TxError(
             "too_large",
@@ -393,7 +399,11 @@ def decode_tx(data: bytes) -> SignedTx:
         obj = decode_canonical(data, max_bytes=MAX_TX_BYTES)
     except EncodingError as exc:
         raise _malformed(str(exc)) from None
-    return parse_tx(obj)
+    if not isinstance(obj, dict):
+        raise _malformed("a transaction is a map")
+    # Strictly decoded, obj is its own canonical form (its maps in key order, as in the
+    # bytes) and the bytes are its encoding: no second canonical walk.
+    return _parse_form(obj, obj, bytes(data), True)
 
 
 def check_admission_static(tx: SignedTx, chain_id: str) -> None:

@@ -241,8 +241,15 @@ class NodeApplication:
             execution = self._executions[block.hash]
         results = [result.to_dict() for result in execution.outcome.results]
         tx_ids = [tx.id for tx in execution.txs]
+        # The view still holds the parent's state, with the tokens execution read cached.
         self._storage.commit(
-            block, certificate, results, execution.outcome.writes, execution.tree, tx_ids
+            block,
+            certificate,
+            results,
+            execution.outcome.writes,
+            execution.tree,
+            tx_ids,
+            previous=self._view.get,
         )
         self._view.committed(execution.outcome.writes)
         self._executions.clear()

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import struct
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -226,12 +226,15 @@ class Storage:
         tree: TreeUpdate,
         tx_ids: list[str],
         extra_meta: Mapping[str, Any] | None = None,
+        previous: Callable[[str], Any] | None = None,
     ) -> None:
         """Write a final block and all it changes in one synced atomic batch.
         A write whose value is None deletes the key. `tree` is the update from the
         committed root to this block's: its new nodes are written and its stale ones
         deleted, so the database holds the newest version of the tree only (proofs are
-        served at the newest block; every execution starts from it)."""
+        served at the newest block; every execution starts from it). `previous` reads a
+        key's committed value (the owner index needs each written token's old owner); a
+        caller with the values cached passes its reader, else they come from the database."""
         height = block.height
         with self._db.write_batch(sync=True, transaction=True) as batch:
             batch.put(_height_key(b"b", height), canonical_bytes(block.to_dict()))
@@ -251,7 +254,9 @@ class Storage:
                 batch.put(b"n" + node_hash, node)
             for node_hash in tree.stale_nodes:
                 batch.delete(b"n" + node_hash)
-            for token, old_owner, new_owner in self._owner_changes(writes):
+            for token, old_owner, new_owner in self._owner_changes(
+                writes, previous or self.state_get
+            ):
                 if old_owner is not None:
                     batch.delete(b"o" + old_owner.encode() + b"/" + token.encode())
                 if new_owner is not None:
@@ -266,14 +271,16 @@ class Storage:
             self._nodes.pop(node_hash, None)
         self.remember_nodes(tree.new_nodes)
 
-    def _owner_changes(self, writes: Mapping[str, Any]) -> list[tuple[str, str | None, str | None]]:
+    def _owner_changes(
+        self, writes: Mapping[str, Any], read: Callable[[str], Any]
+    ) -> list[tuple[str, str | None, str | None]]:
         """(token, previous owner, new owner) for each token record the writes touch."""
         changes = []
         for key, value in writes.items():
             token = token_id_of_key(key)
             if token is None:
                 continue
-            previous = self.state_get(key)
+            previous = read(key)
             old_owner = previous.get("owner") if isinstance(previous, dict) else None
             new_owner = value.get("owner") if isinstance(value, dict) else None
             if old_owner != new_owner:

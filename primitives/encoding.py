@@ -133,9 +133,7 @@ def decode_canonical(data: bytes, *, max_bytes: int) -> Any:
     if len(data) > max_bytes:
         raise EncodingError("input of %d bytes exceeds the limit of %d" % (len(data), max_bytes))
     try:
-        value = msgpack.unpackb(
-            bytes(data), raw=False, use_list=True, strict_map_key=False
-        )
+        value = msgpack.unpackb(bytes(data), raw=False, use_list=True, strict_map_key=False)
     except msgpack.ExtraData:
         raise EncodingError("trailing bytes after the value") from None
     except (ValueError, msgpack.UnpackException, TypeError, RecursionError) as exc:

@@ -22,7 +22,9 @@ from primitives.merkle import merkle_root, reference_root
 
 canonical_values = st.recursive(
     st.booleans() | st.integers(0, 2**63 - 1) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -42,9 +44,28 @@ def test_trusted_encoder_writes_the_canonical_bytes(value: object) -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [0, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**63 - 1, "", "a" * 31, "a" * 32,
-     "a" * 255, "a" * 256, "a" * 65536, list(range(16)), list(range(65536)),
-     {str(index): index for index in range(16)}, {"\U0001f600": 1, "\uffff": 2, "é": 3, "z": 4}],
+    [
+        0,
+        127,
+        128,
+        255,
+        256,
+        65535,
+        65536,
+        2**32 - 1,
+        2**32,
+        2**63 - 1,
+        "",
+        "a" * 31,
+        "a" * 32,
+        "a" * 255,
+        "a" * 256,
+        "a" * 65536,
+        list(range(16)),
+        list(range(65536)),
+        {str(index): index for index in range(16)},
+        {"\U0001f600": 1, "\uffff": 2, "é": 3, "z": 4},
+    ],
 )
 def test_trusted_encoder_uses_the_shortest_forms(value: object) -> None:
     """At every length boundary of ints, strings, arrays and maps, and for keys whose
@@ -55,9 +76,7 @@ def test_trusted_encoder_uses_the_shortest_forms(value: object) -> None:
 def test_map_keys_are_sorted_by_utf8_bytes() -> None:
     """Keys sort by their UTF-8 bytes, recursively, as the protocol's Python recipe does."""
     value = {"b": 1, "a": {"é": 1, "z": 2}, "A": True}
-    expected = msgpack.packb(
-        {"A": True, "a": {"z": 2, "é": 1}, "b": 1}, use_bin_type=True
-    )
+    expected = msgpack.packb({"A": True, "a": {"z": 2, "é": 1}, "b": 1}, use_bin_type=True)
     assert canonical_bytes(value) == expected
 
 
@@ -94,8 +113,10 @@ any_values = st.recursive(
     | st.floats(allow_nan=False)
     | st.text(max_size=40)
     | st.binary(max_size=8),
-    lambda inner: st.lists(inner, max_size=20)
-    | st.dictionaries(st.text(max_size=4) | st.integers(0, 3), inner, max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=20)
+        | st.dictionaries(st.text(max_size=4) | st.integers(0, 3), inner, max_size=20)
+    ),
     max_leaves=40,
 )
 
