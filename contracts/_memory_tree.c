@@ -18,6 +18,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "_trie.h"
+
 #define LEAF_TAG 0x00
 #define INTERNAL_TAG 0x01
 #define DEPTH 64 /* nibbles in a path */
@@ -57,20 +59,6 @@ typedef struct {
     int broken; /* an allocation failed mid-batch: the tree can no longer be trusted */
     int busy;   /* a batch is being applied (without the GIL) by another thread */
 } TreeObject;
-
-/* OpenSSL's low-level SHA-256 (deprecated in 3.0, still shipped): the one-shot SHA256()
-   goes through an EVP fetch with locks on every call, which cost more than hashing a node. */
-static void sha256(const void *data, size_t length, uint8_t out[32]) {
-    SHA256_CTX context;
-    SHA256_Init(&context);
-    SHA256_Update(&context, data, length);
-    SHA256_Final(out, &context);
-}
-
-static inline int nibble(const uint8_t *path, int depth) {
-    uint8_t byte = path[depth >> 1];
-    return (depth & 1) ? (byte & 0x0F) : (byte >> 4);
-}
 
 #define LEAF_BYTES 65
 

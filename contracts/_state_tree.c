@@ -25,6 +25,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "_trie.h"
+
 #define LEAF_TAG 0x00
 #define INTERNAL_TAG 0x01
 #define LEAF_BYTES 65
@@ -33,20 +35,6 @@
 #define CHUNK_BYTES 65536
 
 static const uint8_t EMPTY[32];
-
-/* OpenSSL's low-level SHA-256 (deprecated in 3.0, still shipped): the one-shot SHA256()
-   goes through an EVP fetch with locks on every call, which cost more than hashing a node. */
-static void sha256(const void *data, size_t length, uint8_t out[32]) {
-    SHA256_CTX context;
-    SHA256_Init(&context);
-    SHA256_Update(&context, data, length);
-    SHA256_Final(out, &context);
-}
-
-static inline int nibble(const uint8_t *path, int depth) {
-    uint8_t byte = path[depth >> 1];
-    return (depth & 1) ? (byte & 0x0F) : (byte >> 4);
-}
 
 static inline int is_empty(const uint8_t *hash) { return memcmp(hash, EMPTY, 32) == 0; }
 
