@@ -47,6 +47,16 @@ typedef struct Update {
     int set; /* 0: delete */
 } Update;
 
+/* The end of the run of path-sorted updates from `start` sharing the nibble at `depth`
+   (state_tree._groups). */
+static size_t group_end(const Update *updates, size_t start, size_t count, int depth) {
+    int index = nibble(updates[start].path, depth);
+    size_t end = start + 1;
+    while (end < count && nibble(updates[end].path, depth) == index)
+        end++;
+    return end;
+}
+
 /* A node made in this batch; its bytes live in the walk's chunks. */
 typedef struct Entry {
     uint8_t hash[32];
@@ -369,9 +379,7 @@ static int build(Walk *w, int depth, const Update *entries, size_t count, uint8_
     size_t start = 0;
     while (start < count) {
         int index = nibble(entries[start].path, depth);
-        size_t end = start + 1;
-        while (end < count && nibble(entries[end].path, depth) == index)
-            end++;
+        size_t end = group_end(entries, start, count, depth);
         if (build(w, depth + 1, entries + start, end - start, children[index]) < 0)
             return -1;
         start = end;
@@ -551,9 +559,7 @@ static int update(Walk *w, const uint8_t *node_hash, int depth, Update *updates,
     size_t start = 0;
     while (start < count) {
         int index = nibble(updates[start].path, depth);
-        size_t end = start + 1;
-        while (end < count && nibble(updates[end].path, depth) == index)
-            end++;
+        size_t end = group_end(updates, start, count, depth);
         if (update(w, children[index], depth + 1, updates + start, end - start,
                    children[index]) < 0)
             return -1;

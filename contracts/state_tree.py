@@ -319,20 +319,21 @@ def _groups(entries: list[_Update], depth: int) -> list[tuple[int, list[_Update]
     return groups
 
 
-def _updates(changes: Mapping[str, Any | None]) -> tuple[list[_Update], dict[str, bytes]]:
-    """The sorted updates, and the canonical bytes of each value set."""
-    updates = []
+def _hashed(
+    changes: Mapping[str, Any | None],
+) -> tuple[list[tuple[bytes, bytes | None]], dict[str, bytes]]:
+    """(path, value hash or None to delete) for each change, and the canonical bytes of
+    each value set."""
+    hashed: list[tuple[bytes, bytes | None]] = []
     encoded: dict[str, bytes] = {}
     for key, value in changes.items():
         path = _sha256(key.encode("utf-8")).digest()
         if value is None:
-            hashed = None
+            hashed.append((path, None))
         else:
             data = encoded[key] = canonical_bytes(value)
-            hashed = _sha256(data).digest()
-        updates.append((path.hex(), path, hashed))
-    updates.sort()
-    return updates, encoded
+            hashed.append((path, _sha256(data).digest()))
+    return hashed, encoded
 
 
 class TreeUpdate(NamedTuple):
@@ -349,15 +350,7 @@ def apply_changes(store: NodeStore, root_hex: str, changes: Mapping[str, Any | N
     the old root's nodes that only older roots need (a store that keeps the newest
     version only deletes those). The walk is compiled; reference_apply_changes is the same
     in Python."""
-    updates: list[tuple[bytes, bytes | None]] = []
-    encoded: dict[str, bytes] = {}
-    for key, value in changes.items():
-        path = _sha256(key.encode("utf-8")).digest()
-        if value is None:
-            updates.append((path, None))
-        else:
-            data = encoded[key] = canonical_bytes(value)
-            updates.append((path, _sha256(data).digest()))
+    updates, encoded = _hashed(changes)
     # The compiled walk sorts the updates, and leaves out of the stale nodes those it made
     # again with the same bytes (a value set to what it was).
     root, new_nodes, stale = _compiled_update(
@@ -372,7 +365,8 @@ def reference_apply_changes(
     """apply_changes in Python (the reference the compiled walk is tested against)."""
     updater = _Updater(store)
     root = bytes.fromhex(root_hex)
-    updates, encoded = _updates(changes)
+    hashed, encoded = _hashed(changes)
+    updates = sorted((path.hex(), path, value_hash) for path, value_hash in hashed)
     root = updater.update(b"" if root == EMPTY_HASH else root, 0, updates)
     # A node made again with the same bytes (a value set to what it was) stays.
     stale = set(updater.stale).difference(updater.new_nodes)
