@@ -74,7 +74,7 @@ def seal_block(
     outcome = execute_block(
         view, txs, BlockContext(chain_id=chain_id, height=height, time_ms=time_ms)
     )
-    tree = apply_changes(store, parent_header["state_root"], outcome.writes)
+    tree = apply_changes(store, parent_header["state_root"], outcome.writes, view.get)
     header = {
         "chain_id": chain_id,
         "height": height,

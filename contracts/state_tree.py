@@ -21,12 +21,12 @@ reference_apply_changes) is the reference it is tested against, node for node.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 
 from contracts._state_tree import update as _compiled_update
 from primitives.crypto import is_hex, sha256
-from primitives.encoding import canonical_bytes
+from primitives.encoding import canonical_bytes, encode_trusted
 
 EMPTY_HASH = bytes(32)
 EMPTY_ROOT = EMPTY_HASH.hex()
@@ -345,18 +345,55 @@ class TreeUpdate(NamedTuple):
     encoded_values: Mapping[str, bytes] = {}
 
 
-def apply_changes(store: NodeStore, root_hex: str, changes: Mapping[str, Any | None]) -> TreeUpdate:
+def apply_changes(
+    store: NodeStore,
+    root_hex: str,
+    changes: Mapping[str, Any | None],
+    current: Callable[[str], Any | None] | None = None,
+) -> TreeUpdate:
     """The root after setting (or, for None, deleting) each key, the nodes to persist, and
     the old root's nodes that only older roots need (a store that keeps the newest
-    version only deletes those). The walk is compiled; reference_apply_changes is the same
-    in Python."""
+    version only deletes those). `current`, when given, reads a key's value under
+    `root_hex` (a caller that has them cached spares the store a read per changed key, see
+    _with_current_leaves). The walk is compiled; reference_apply_changes is the same in
+    Python."""
     updates, encoded = _hashed(changes)
+    get_node = store.get_node
+    if current is not None:
+        get_node = _with_current_leaves(get_node, changes, updates, current)
     # The compiled walk sorts the updates, and leaves out of the stale nodes those it made
     # again with the same bytes (a value set to what it was).
     root, new_nodes, stale = _compiled_update(
-        store.get_node, bytes.fromhex(root_hex) or EMPTY_HASH, updates, StateTreeError
+        get_node, bytes.fromhex(root_hex) or EMPTY_HASH, updates, StateTreeError
     )
     return TreeUpdate(root.hex(), new_nodes, stale, encoded)
+
+
+def _with_current_leaves(
+    get_node: Callable[[bytes], bytes | None],
+    changes: Mapping[str, Any | None],
+    updates: list[tuple[bytes, bytes | None]],
+    current: Callable[[str], Any | None],
+) -> Callable[[bytes], bytes | None]:
+    """get_node, answering first with the leaves the changed keys have now, rebuilt from
+    their values (leaf = tag, path, sha256 of the value's canonical bytes). Each changed
+    key's walk ends at its old leaf, the one node of its path a node cache rarely holds
+    (with a million tokens, most of a block's random reads). Nodes are content-addressed:
+    a rebuilt leaf is either exactly the node asked for or never asked for."""
+    leaves: dict[bytes, bytes] = {}
+    for key, (path, _) in zip(changes, updates):
+        value = current(key)
+        if value is not None:
+            leaf = _LEAF_PREFIX + path + _sha256(encode_trusted(value)).digest()
+            leaves[_sha256(leaf).digest()] = leaf
+    if not leaves:
+        return get_node
+
+    def get(node_hash: bytes) -> bytes | None:
+        leaf = leaves.get(node_hash)
+        return leaf if leaf is not None else get_node(node_hash)
+
+    return get
 
 
 def reference_apply_changes(

@@ -157,7 +157,9 @@ class NodeApplication:
     def _execute(self, height: int, time_ms: int, txs: list[SignedTx]) -> _Execution:
         context = BlockContext(chain_id=self.chain_id, height=height, time_ms=time_ms)
         outcome = execute_block(self._view, txs, context)
-        tree = apply_changes(self._storage, self._storage.state_root() or "", outcome.writes)
+        tree = apply_changes(
+            self._storage, self._storage.state_root() or "", outcome.writes, self._view.get
+        )
         return _Execution(txs=txs, outcome=outcome, tree=tree)
 
     def _remember(self, block_hash: str, execution: _Execution) -> None:

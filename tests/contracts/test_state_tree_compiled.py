@@ -88,6 +88,39 @@ def test_batches_match_the_reference(batches: list[dict[str, Any]]) -> None:
     run_both(batches)
 
 
+@settings(max_examples=100, deadline=None)
+@given(BATCHES, st.booleans())
+def test_current_values_spare_the_leaf_reads(batches: list[dict[str, Any]], stale: bool) -> None:
+    """Given the changed keys' current values, the update is the same and the store is
+    never asked for their leaves; values that are not current (`stale`: a wrong value for
+    each key) change nothing but the reads."""
+    plain_store, hinted_store = RecordingStore(), RecordingStore()
+    state: dict[str, Any] = {}
+    root = EMPTY_ROOT
+    for changes in batches:
+        leaves = {
+            hashlib.sha256(encode_leaf(key_hash(key), value_hash(state[key]))).digest()
+            for key in changes
+            if key in state
+        }
+        plain = apply_changes(plain_store, root, changes)
+        current = (lambda key: "not it") if stale else state.get
+        hinted = apply_changes(hinted_store, root, changes, current)
+        assert_same(hinted, plain)
+        if stale:
+            assert hinted_store.reads == plain_store.reads
+        else:
+            assert not leaves & set(hinted_store.reads)
+            assert set(hinted_store.reads) <= set(plain_store.reads)
+        plain_store.reads.clear()
+        hinted_store.reads.clear()
+        commit(plain_store, plain)
+        commit(hinted_store, hinted)
+        state.update(changes)
+        state = {key: value for key, value in state.items() if value is not None}
+        root = plain.root
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.integers(1, 60), st.randoms(use_true_random=False))
 def test_collapsing_to_one_leaf_and_to_empty(size: int, rng: Any) -> None:
