@@ -41,7 +41,14 @@ from node.errors import NodeSetupError
 from primitives.encoding import canonical_bytes, encode_trusted
 
 RECENT_BLOCKS_CACHED = 16
-TREE_NODES_CACHED = 100_000
+# A hashed trie is wide at the top and narrow at the bottom: with a million keys the top
+# five levels (70k nodes of ~16 children) lie on every key's path, the 290k narrow nodes
+# below on one or two keys' each, read at random and rarely again. One FIFO over both
+# held under a third of the wide nodes, so each changed key cost ~3 LevelDB reads (each
+# may re-open a table, see MAX_OPEN_FILES); kept apart, the wide ones all stay cached.
+WIDE_NODE_BYTES = 3 + 32 * 8  # an internal node with at least 8 children
+WIDE_NODES_CACHED = 80_000
+NARROW_NODES_CACHED = 20_000
 # Tree nodes are read at random hashes: a bloom filter spares a read per table level that
 # cannot hold the key, and the block cache keeps the hot tables' blocks in memory.
 BLOOM_FILTER_BITS = 10
@@ -72,6 +79,21 @@ def _decode(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False)
 
 
+class _NodeCache(OrderedDict[bytes, bytes]):
+    """Tree nodes by hash, bounded, oldest out. An OrderedDict, not a dict: popping a
+    dict's first key again and again leaves a growing run of dead slots that each
+    next(iter()) walks over."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self.capacity = capacity
+
+    def put(self, node_hash: bytes, node: bytes) -> None:
+        if len(self) >= self.capacity:
+            self.popitem(last=False)
+        self[node_hash] = node
+
+
 class Storage:
     """One plyvel database per node home."""
 
@@ -95,9 +117,8 @@ class Storage:
             ) from None
         self._journal_next = self._last_journal_sequence() + 1
         self._recent_blocks: OrderedDict[int, Block] = OrderedDict()
-        # Oldest out. OrderedDict, not dict: popping a dict's first key again and again
-        # leaves a growing run of dead slots that each next(iter()) walks over.
-        self._nodes: OrderedDict[bytes, bytes] = OrderedDict()
+        self._wide_nodes = _NodeCache(WIDE_NODES_CACHED)
+        self._narrow_nodes = _NodeCache(NARROW_NODES_CACHED)
         self._recent_results: OrderedDict[int, list[dict[str, Any]]] = OrderedDict()
 
     def close(self) -> None:
@@ -185,7 +206,7 @@ class Storage:
     def get_node(self, node_hash: bytes) -> bytes | None:
         # Nodes are content-addressed and never change, so caching them is always right;
         # the upper levels of the tree are read by every block.
-        node = self._nodes.get(node_hash)
+        node = self._wide_nodes.get(node_hash) or self._narrow_nodes.get(node_hash)
         if node is None:
             node = self._db.get(b"n" + node_hash)
             if node is not None:
@@ -193,9 +214,8 @@ class Storage:
         return node
 
     def _cache_node(self, node_hash: bytes, node: bytes) -> None:
-        if len(self._nodes) >= TREE_NODES_CACHED:
-            self._nodes.popitem(last=False)
-        self._nodes[node_hash] = node
+        cache = self._wide_nodes if len(node) >= WIDE_NODE_BYTES else self._narrow_nodes
+        cache.put(node_hash, node)
 
     def remember_nodes(self, nodes: Mapping[bytes, bytes]) -> None:
         """Cache the internal nodes of a newly committed tree: the next block walks down
@@ -277,7 +297,8 @@ class Storage:
             for name, value in (extra_meta or {}).items():
                 batch.put(b"m" + name.encode(), canonical_bytes(value))
         for node_hash in tree.stale_nodes:
-            self._nodes.pop(node_hash, None)
+            self._wide_nodes.pop(node_hash, None)
+            self._narrow_nodes.pop(node_hash, None)
         self.remember_nodes(tree.new_nodes)
         # The next proposal reads this block's header: spare decoding the whole block.
         self._remember(self._recent_blocks, height, block)

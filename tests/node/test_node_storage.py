@@ -100,7 +100,9 @@ def test_journal_records_appended_together_keep_their_order(tmp_path: Path) -> N
     """Records appended in one batch come back after a reopen in order, between single appends."""
     storage = Storage(tmp_path / "db")
     storage.journal_append({"height": 7, "kind": "prepare"})
-    storage.journal_append_many([{"height": 7, "kind": "prepared"}, {"height": 7, "kind": "commit"}])
+    storage.journal_append_many(
+        [{"height": 7, "kind": "prepared"}, {"height": 7, "kind": "commit"}]
+    )
     storage.journal_append({"height": 8, "kind": "prepare"})
     storage.close()
     storage = Storage(tmp_path / "db")
@@ -144,15 +146,16 @@ def test_a_second_node_on_the_same_home_is_refused(tmp_path: Path) -> None:
         storage.close()
 
 
-def test_tree_node_cache_keeps_the_newest_internal_nodes_within_its_bound(
+def test_tree_node_cache_keeps_wide_nodes_apart_from_narrow_ones(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Committed internal nodes are cached (leaves are not), oldest out, never above the
-    bound; a node evicted from the cache is still read from LevelDB."""
+    """Committed internal nodes are cached (leaves are not) in two bounded FIFOs by width,
+    so a run of narrow nodes never pushes out the wide ones every path goes through; a
+    node evicted from the cache is still read from LevelDB."""
     import node.storage as storage_module
     from contracts.state_tree import apply_changes
 
-    monkeypatch.setattr(storage_module, "TREE_NODES_CACHED", 8)
+    monkeypatch.setattr(storage_module, "NARROW_NODES_CACHED", 4)
     storage = Storage(tmp_path / "db")
     storage.write_genesis("g" * 64, {}, {}, "0" * 64)
     tree = apply_changes(storage, "0" * 64, {"token/c:%d" % i: {"n": i} for i in range(40)})
@@ -160,11 +163,14 @@ def test_tree_node_cache_keeps_the_newest_internal_nodes_within_its_bound(
     block, certificate = _block(1, tree.root)
     storage.commit(block, certificate, [], {}, tree, [])
     internal = [h for h, data in nodes.items() if len(data) != 65]
-    assert len(internal) > 8 and len(storage._nodes) == 8
-    assert list(storage._nodes) == internal[-8:]
+    wide = [h for h in internal if len(nodes[h]) >= storage_module.WIDE_NODE_BYTES]
+    narrow = [h for h in internal if h not in wide]
+    assert wide and len(narrow) > 4
+    assert list(storage._wide_nodes) == wide
+    assert list(storage._narrow_nodes) == narrow[-4:]
     for node_hash, data in nodes.items():
         assert storage.get_node(node_hash) == data
-    assert len(storage._nodes) == 8
+    assert list(storage._wide_nodes) == wide and len(storage._narrow_nodes) == 4
     storage.close()
 
 
