@@ -30,7 +30,10 @@ from node.storage import Storage
 log = logging.getLogger("yuxi.chain")
 
 MAX_CACHED_EXECUTIONS = 16
-READ_CACHE_LIMIT = 50_000  # cached state values (a token record is ~1 KB in Python)
+# Cached state values (a token record is ~1 KB in Python). A gift reads a token that is
+# rarely read again; 20,000 still spans well over the seconds between its admission and
+# its execution, and the accounts and parameters read for every transaction.
+READ_CACHE_LIMIT = 20_000
 # What this node puts in one proposal (a proposer's choice, not a validity rule; the
 # chain parameter max_block_txs stays the bound others check). Every validator executes
 # a proposal before it votes, so a proposal must run well within the 2 s view timeout
