@@ -17,6 +17,7 @@ from typing import Protocol
 
 from contracts.transactions import SignedTx, TxError, check_admission_static, decode_tx, parse_tx
 from node.rpc_support import RpcError
+from primitives.crypto import sha256
 
 MAX_NONCE_AHEAD = 1024
 SIGNATURE_CACHE_SIZE = 200_000
@@ -39,31 +40,34 @@ class MempoolFull(Exception):
 
 
 class SignatureCache:
-    """Ids of transactions whose signature this node already checked (bounded, oldest out)."""
+    """Transactions whose signature this node already checked (bounded, oldest out).
+
+    Each is remembered by the SHA-256 of its id and signature, so a different signature
+    is checked anew; 32 bytes instead of the 192 characters of the hex halve the memory
+    (~170 bytes an entry, 34 MB when full)."""
 
     def __init__(self, capacity: int = SIGNATURE_CACHE_SIZE) -> None:
-        self._ids: OrderedDict[str, None] = OrderedDict()
+        self._checked: OrderedDict[bytes, None] = OrderedDict()
         self._capacity = capacity
 
-    def __contains__(self, tx_id: object) -> bool:
-        return tx_id in self._ids
+    def __contains__(self, tx: object) -> bool:
+        return isinstance(tx, SignedTx) and self._key(tx) in self._checked
 
-    def add(self, tx_id: str) -> None:
-        self._ids[tx_id] = None
-        self._ids.move_to_end(tx_id)
-        while len(self._ids) > self._capacity:
-            self._ids.popitem(last=False)
+    @staticmethod
+    def _key(tx: SignedTx) -> bytes:
+        return sha256((tx.id + (tx.signature or "")).encode())
 
     def check(self, tx: SignedTx, chain_id: str) -> None:
-        """check_admission_static, skipped for a transaction already checked.
-        The cache key is the id plus signature, so a different signature is checked anew."""
-        key = tx.id + (tx.signature or "")
-        if key in self._ids:
+        """check_admission_static, skipped for a transaction already checked."""
+        key = self._key(tx)
+        if key in self._checked:
             if tx.chain_id != chain_id:
                 raise TxError("wrong_chain", "transaction is for chain %r" % tx.chain_id)
             return
         check_admission_static(tx, chain_id)
-        self.add(key)
+        self._checked[key] = None
+        if len(self._checked) > self._capacity:
+            self._checked.popitem(last=False)
 
 
 @dataclass(frozen=True)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from node_test_helpers import register, user_key
 
 from contracts.genesis import devnet_authority_key
+from contracts.transactions import TxError, parse_tx
 from node.mempool import Mempool, SignatureCache
 from node.rpc_support import RpcError
 
@@ -100,6 +103,21 @@ def test_bounds_per_sender_and_in_total() -> None:
     assert (caught.value.status, caught.value.code) == (503, "mempool_full")
 
 
+def test_signature_cache_checks_another_signature_anew_and_keeps_its_bound() -> None:
+    """A transaction already checked passes unchecked, the same transaction under another
+    signature is checked anew, and past its bound the oldest entry leaves."""
+    signatures = SignatureCache(capacity=2)
+    txs = [parse_tx(register(AUTHORITY, n, user_key("s%d" % n).public_key)) for n in range(3)]
+    for tx in txs:
+        signatures.check(tx, "yuxi-devnet")
+    assert txs[0] not in signatures and txs[1] in signatures and txs[2] in signatures
+    signatures.check(txs[2], "yuxi-devnet")
+    forged = dataclasses.replace(txs[2], signature=txs[1].signature)
+    with pytest.raises(TxError) as caught:
+        signatures.check(forged, "yuxi-devnet")
+    assert caught.value.code == "bad_signature" and forged not in signatures
+
+
 def test_resubmission_is_idempotent_and_signatures_are_checked_once() -> None:
     """The same transaction admitted twice is one entry, and its signature is verified only once."""
     pool, _, signatures = make_pool()
@@ -107,7 +125,7 @@ def test_resubmission_is_idempotent_and_signatures_are_checked_once() -> None:
     first = pool.admit(tx, is_committed=never_committed)
     second = pool.admit(tx, is_committed=never_committed)
     assert first.is_new and not second.is_new and first.tx.id == second.tx.id and len(pool) == 1
-    assert first.tx.id + first.tx.signature in signatures
+    assert first.tx in signatures
     committed = pool.admit(
         register(AUTHORITY, 5, user_key("old").public_key), is_committed=lambda tx_id: True
     )
