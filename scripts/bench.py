@@ -101,6 +101,28 @@ def sample_process(pid: int) -> ProcessSample:
     return ProcessSample(cpu, main_thread_cpu, memory_kb["VmHWM:"] / 1024, memory_kb["RssAnon:"] / 1024)
 
 
+async def settle_compaction(pids: list[int], limit_s: float = 300.0) -> None:
+    """Wait until no node's LevelDB compacts (its background thread idle for 2 s).
+
+    The preparation writes the whole state at once (for a million tokens, some 500 MB in
+    a few minutes) and LevelDB goes on compacting it long after; a state that grew over
+    months carries no such debt, so the load starts once it is paid, for every state."""
+    started = time.monotonic()
+
+    def background() -> dict[int, float]:
+        samples = {pid: sample_process(pid) for pid in pids}
+        return {pid: sample.cpu_seconds - sample.main_thread_cpu_seconds for pid, sample in samples.items()}
+
+    last = background()
+    while time.monotonic() - started < limit_s:
+        await asyncio.sleep(2.0)
+        now = background()
+        if all(now[pid] - last[pid] < 0.1 for pid in pids):
+            break
+        last = now
+    print("  compaction settled after %.0f s" % (time.monotonic() - started), file=sys.stderr)
+
+
 def child_pids(pid: int) -> list[int]:
     try:
         with open("/proc/%d/task/%d/children" % (pid, pid)) as handle:
@@ -407,6 +429,7 @@ async def run_once(label: str, base_port: int, rate: int, duration_s: float, tok
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=120)) as session:
             await wait_ready(session, net.urls)
             population = await prepare(session, net.urls, users, tokens)
+            await settle_compaction(net.node_pids())
             plan = gift_plan(population, int(rate * duration_s * 1.1))
             extras = [tx for _, tx in plan[-200:]]
             async with session.get(net.urls[0] + "/v1/status") as response:
