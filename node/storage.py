@@ -79,19 +79,20 @@ def _decode(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False)
 
 
-class _NodeCache(OrderedDict[bytes, bytes]):
-    """Tree nodes by hash, bounded, oldest out. An OrderedDict, not a dict: popping a
-    dict's first key again and again leaves a growing run of dead slots that each
-    next(iter()) walks over."""
+class _Bounded(OrderedDict[Any, Any]):
+    """A cache of values that never change (blocks, results and tree nodes, all
+    content-addressed or final): bounded, oldest out. An OrderedDict, not a dict:
+    popping a dict's first key again and again leaves a growing run of dead slots that
+    each next(iter()) walks over."""
 
     def __init__(self, capacity: int) -> None:
         super().__init__()
         self.capacity = capacity
 
-    def put(self, node_hash: bytes, node: bytes) -> None:
+    def put(self, key: Any, value: Any) -> None:
         if len(self) >= self.capacity:
             self.popitem(last=False)
-        self[node_hash] = node
+        self[key] = value
 
 
 class Storage:
@@ -116,10 +117,12 @@ class Storage:
                 % (path, exc)
             ) from None
         self._journal_next = self._last_journal_sequence() + 1
-        self._recent_blocks: OrderedDict[int, Block] = OrderedDict()
-        self._wide_nodes = _NodeCache(WIDE_NODES_CACHED)
-        self._narrow_nodes = _NodeCache(NARROW_NODES_CACHED)
-        self._recent_results: OrderedDict[int, list[dict[str, Any]]] = OrderedDict()
+        # Recent blocks spare decoding a large block for each status poll of one of its
+        # transactions, and the next proposal's read of its parent's header.
+        self._recent_blocks = _Bounded(RECENT_BLOCKS_CACHED)
+        self._recent_results = _Bounded(RECENT_BLOCKS_CACHED)
+        self._wide_nodes = _Bounded(WIDE_NODES_CACHED)
+        self._narrow_nodes = _Bounded(NARROW_NODES_CACHED)
 
     def close(self) -> None:
         if not self._db.closed:
@@ -156,7 +159,7 @@ class Storage:
         if data is None:
             return None
         block = Block.from_dict(_decode(data))
-        self._remember(self._recent_blocks, height, block)
+        self._recent_blocks.put(height, block)
         return block
 
     def certificate(self, height: int) -> CommitCertificate | None:
@@ -171,16 +174,8 @@ class Storage:
         if data is None:
             return None
         results: list[dict[str, Any]] = _decode(data)
-        self._remember(self._recent_results, height, results)
+        self._recent_results.put(height, results)
         return results
-
-    @staticmethod
-    def _remember(cache: OrderedDict[int, Any], height: int, value: Any) -> None:
-        # Committed blocks never change, so a small cache of recent ones is always right;
-        # it spares decoding a large block for each status poll of one of its transactions.
-        if len(cache) >= RECENT_BLOCKS_CACHED:
-            cache.popitem(last=False)
-        cache[height] = value
 
     def height_of_hash(self, block_hash: str) -> int | None:
         data = self._db.get(b"h" + block_hash.encode())
@@ -301,8 +296,8 @@ class Storage:
             self._narrow_nodes.pop(node_hash, None)
         self.remember_nodes(tree.new_nodes)
         # The next proposal reads this block's header: spare decoding the whole block.
-        self._remember(self._recent_blocks, height, block)
-        self._remember(self._recent_results, height, results)
+        self._recent_blocks.put(height, block)
+        self._recent_results.put(height, results)
 
     def _owner_changes(
         self, writes: Mapping[str, Any], read: Callable[[str], Any]
