@@ -17,6 +17,8 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from consensus.types import Block, CommitCertificate, commit_payload
+from contracts.genesis import devnet_validator_key
 from contracts.transactions import sign_tx
 from primitives.crypto import SigningKey
 
@@ -164,3 +166,21 @@ def rpc_height(url: str) -> int:
 def block_hash(url: str, height: int) -> str | None:
     status, answer = http_json("%s/v1/blocks/%d" % (url, height))
     return answer["hash"] if status == 200 and isinstance(answer, dict) else None
+
+
+def block_with_certificate(height: int, state_root: str) -> tuple[Block, CommitCertificate]:
+    """A final block with no transactions and a one-signature certificate, for storage."""
+    key = devnet_validator_key(0)
+    header = {
+        "chain_id": "yuxi-devnet",
+        "height": height,
+        "parent": "0" * 64,
+        "time": 1000 + height,
+        "proposer": key.public_key,
+        "tx_root": "1" * 64,
+        "results_root": "2" * 64,
+        "state_root": state_root,
+    }
+    block = Block(header=header, txs=())
+    signature = key.sign(commit_payload("yuxi-devnet", height, 0, block.hash))
+    return block, CommitCertificate(height, 0, block.hash, ((key.public_key, signature),))

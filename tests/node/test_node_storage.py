@@ -6,39 +6,21 @@ import time
 from pathlib import Path
 
 import pytest
+from node_test_helpers import block_with_certificate
 
-from consensus.types import Block, CommitCertificate, commit_payload
-from contracts.genesis import devnet_genesis, devnet_validator_key, load_genesis
+from contracts.genesis import devnet_genesis, load_genesis
 from contracts.state_tree import TreeUpdate, prove, verify_proof
 from node.config import load_config, render_config
 from node.errors import NodeSetupError
 from node.runner import open_storage
 from node.storage import Storage
 
-KEY = devnet_validator_key(0)
-
-
-def _block(height: int, state_root: str) -> tuple[Block, CommitCertificate]:
-    header = {
-        "chain_id": "yuxi-devnet",
-        "height": height,
-        "parent": "0" * 64,
-        "time": 1000 + height,
-        "proposer": KEY.public_key,
-        "tx_root": "1" * 64,
-        "results_root": "2" * 64,
-        "state_root": state_root,
-    }
-    block = Block(header=header, txs=())
-    signature = KEY.sign(commit_payload("yuxi-devnet", height, 0, block.hash))
-    return block, CommitCertificate(height, 0, block.hash, ((KEY.public_key, signature),))
-
 
 def test_commit_writes_block_certificate_results_index_and_state_together(tmp_path: Path) -> None:
     """After commit and reopen, the block, certificate, results, tx index, state, owner index and meta agree."""
     storage = Storage(tmp_path / "db")
     storage.write_genesis("g" * 64, {"account/a": {"nonce": 0}}, {}, "3" * 64)
-    block, certificate = _block(1, "4" * 64)
+    block, certificate = block_with_certificate(1, "4" * 64)
     writes = {"account/a": {"nonce": 1}, "token/moon:1": {"owner": "a" * 64}, "gone": None}
     storage.commit(
         block,
@@ -64,7 +46,7 @@ def test_commit_writes_block_certificate_results_index_and_state_together(tmp_pa
             and storage.get_node(b"n" * 32) == b"node"
         )
         assert storage.tokens_of("a" * 64, after=None, limit=10) == ["moon:1"]
-        block2, certificate2 = _block(2, "5" * 64)
+        block2, certificate2 = block_with_certificate(2, "5" * 64)
         tree = TreeUpdate("5" * 64, {}, set())
         storage.commit(block2, certificate2, [], {"token/moon:1": {"owner": "b" * 64}}, tree, [])
         assert storage.tokens_of("a" * 64, after=None, limit=10) == []
@@ -160,7 +142,7 @@ def test_tree_node_cache_keeps_wide_nodes_apart_from_narrow_ones(
     storage.write_genesis("g" * 64, {}, {}, "0" * 64)
     tree = apply_changes(storage, "0" * 64, {"token/c:%d" % i: {"n": i} for i in range(40)})
     nodes = tree.new_nodes
-    block, certificate = _block(1, tree.root)
+    block, certificate = block_with_certificate(1, tree.root)
     storage.commit(block, certificate, [], {}, tree, [])
     internal = [h for h, data in nodes.items() if len(data) != 65]
     wide = [h for h in internal if len(nodes[h]) >= storage_module.WIDE_NODE_BYTES]
@@ -189,7 +171,7 @@ def test_commits_keep_only_the_newest_tree_in_the_database(tmp_path: Path) -> No
     for height in range(1, 31):
         changes = {"token/c:%d" % i: {"n": height} for i in range(0, 200, 7)}
         tree = apply_changes(storage, root, changes)
-        block, certificate = _block(height, tree.root)
+        block, certificate = block_with_certificate(height, tree.root)
         storage.commit(block, certificate, [], changes, tree, [])
         root = tree.root
         values.update(changes)
