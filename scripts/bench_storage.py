@@ -12,6 +12,13 @@ counting the compaction still owed when the last block is written, and the megab
 LevelDB wrote per block: flushed from the memtable to level 0, and rewritten by
 compaction into the levels below.
 
+It reads every changed key's value from LevelDB (a node has most of them cached), so
+its main thread grows more with the state than a node's does. A storage change that
+does not move its figures will not move a node's; one that does must still be
+confirmed with `bench.py --only scale` (docs/PERFORMANCE.md, seventh round: reading
+tables with pread instead of mmap cut this benchmark's cost by a third and raised a
+node's CPU per gift by 30-45%).
+
     python scripts/bench_storage.py                    # 22,000 and 2,200,000 keys
     python scripts/bench_storage.py --sizes 22000 --blocks 50
 """
