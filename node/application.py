@@ -9,7 +9,6 @@ per node (on admission or when first seen in a proposal) and remembered by id.
 from __future__ import annotations
 
 import logging
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +22,7 @@ from contracts.helpers import get_params
 from contracts.queries import validator_set_at
 from contracts.state_tree import TreeUpdate, apply_changes
 from contracts.transactions import SignedTx, TxError, parse_tx
+from node.bounded import BoundedCache
 from node.mempool import Mempool, SignatureCache
 from node.metrics import NodeMetrics
 from node.storage import Storage
@@ -65,19 +65,14 @@ class _CommittedView:
 
     def __init__(self, storage: Storage) -> None:
         self._storage = storage
-        self._cache: OrderedDict[str, Any] = OrderedDict()
+        self._cache: BoundedCache[str, Any] = BoundedCache(READ_CACHE_LIMIT)
 
     def get(self, key: str) -> Any | None:
         if key in self._cache:
             return self._cache[key]
         value = self._storage.state_get(key)
-        self._put(key, value)
+        self._cache.put(key, value)
         return value
-
-    def _put(self, key: str, value: Any) -> None:
-        if len(self._cache) >= READ_CACHE_LIMIT:
-            self._cache.popitem(last=False)
-        self._cache[key] = value
 
     def committed(self, writes: Mapping[str, Any]) -> None:
         """The state now holds `writes` (None: deleted); keep cached keys equal to it."""
@@ -107,7 +102,7 @@ class NodeApplication:
         self._metrics = metrics
         self._names = names
         self._view = _CommittedView(storage)
-        self._executions: OrderedDict[str, _Execution] = OrderedDict()
+        self._executions: BoundedCache[str, _Execution] = BoundedCache(MAX_CACHED_EXECUTIONS)
         self._genesis_header: dict[str, Any] | None = None
         self.on_commit: Callable[[Block, CommitCertificate, list[dict[str, Any]]], None] = (
             lambda b, c, r: None
@@ -165,11 +160,6 @@ class NodeApplication:
         )
         return _Execution(txs=txs, outcome=outcome, tree=tree)
 
-    def _remember(self, block_hash: str, execution: _Execution) -> None:
-        if len(self._executions) >= MAX_CACHED_EXECUTIONS:
-            self._executions.popitem(last=False)
-        self._executions[block_hash] = execution
-
     def propose(self, height: int, time_ms: int, proposer: str) -> Block:
         max_txs = min(MAX_PROPOSAL_TXS, int(get_params(self._view)["max_block_txs"]))
         txs = self._mempool.reap(max_txs, MAX_PROPOSAL_BYTES)
@@ -184,7 +174,7 @@ class NodeApplication:
             proposer,
         )
         block = Block(header=header, txs=tuple(tx.to_dict() for tx in txs))
-        self._remember(block.hash, _Execution(txs, outcome, tree))
+        self._executions.put(block.hash, _Execution(txs, outcome, tree))
         return block
 
     def check_proposal(self, block: Block) -> str | None:
@@ -231,7 +221,7 @@ class NodeApplication:
             return "results_root differs from local execution"
         if header.get("state_root") != execution.tree.root:
             return "state_root differs from local execution"
-        self._remember(block.hash, execution)
+        self._executions.put(block.hash, execution)
         return None
 
     # ---- committing -------------------------------------------------------

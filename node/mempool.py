@@ -10,12 +10,12 @@ bounded per sender and in total (503 mempool_full past either bound).
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
 from contracts.transactions import SignedTx, TxError, check_admission_static, decode_tx, parse_tx
+from node.bounded import BoundedCache
 from node.rpc_support import RpcError
 from primitives.crypto import sha256
 
@@ -47,8 +47,7 @@ class SignatureCache:
     (~170 bytes an entry, 34 MB when full)."""
 
     def __init__(self, capacity: int = SIGNATURE_CACHE_SIZE) -> None:
-        self._checked: OrderedDict[bytes, None] = OrderedDict()
-        self._capacity = capacity
+        self._checked: BoundedCache[bytes, None] = BoundedCache(capacity)
 
     def __contains__(self, tx: object) -> bool:
         return isinstance(tx, SignedTx) and self._key(tx) in self._checked
@@ -65,9 +64,7 @@ class SignatureCache:
                 raise TxError("wrong_chain", "transaction is for chain %r" % tx.chain_id)
             return
         check_admission_static(tx, chain_id)
-        self._checked[key] = None
-        if len(self._checked) > self._capacity:
-            self._checked.popitem(last=False)
+        self._checked.put(key, None)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ Token history lives in the state itself (contracts keep it), so it is not indexe
 from __future__ import annotations
 
 import struct
-from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ import plyvel
 from consensus.types import Block, CommitCertificate
 from contracts.state import token_id_of_key
 from contracts.state_tree import LEAF_BYTES, TreeUpdate
+from node.bounded import BoundedCache
 from node.errors import NodeSetupError
 from primitives.encoding import canonical_bytes, encode_trusted
 
@@ -79,22 +79,6 @@ def _decode(data: bytes) -> Any:
     return msgpack.unpackb(data, raw=False, use_list=True, strict_map_key=False)
 
 
-class _Bounded(OrderedDict[Any, Any]):
-    """A cache of values that never change (blocks, results and tree nodes, all
-    content-addressed or final): bounded, oldest out. An OrderedDict, not a dict:
-    popping a dict's first key again and again leaves a growing run of dead slots that
-    each next(iter()) walks over."""
-
-    def __init__(self, capacity: int) -> None:
-        super().__init__()
-        self.capacity = capacity
-
-    def put(self, key: Any, value: Any) -> None:
-        if len(self) >= self.capacity:
-            self.popitem(last=False)
-        self[key] = value
-
-
 class Storage:
     """One plyvel database per node home."""
 
@@ -119,10 +103,11 @@ class Storage:
         self._journal_next = self._last_journal_sequence() + 1
         # Recent blocks spare decoding a large block for each status poll of one of its
         # transactions, and the next proposal's read of its parent's header.
-        self._recent_blocks = _Bounded(RECENT_BLOCKS_CACHED)
-        self._recent_results = _Bounded(RECENT_BLOCKS_CACHED)
-        self._wide_nodes = _Bounded(WIDE_NODES_CACHED)
-        self._narrow_nodes = _Bounded(NARROW_NODES_CACHED)
+        # All of these are final or content-addressed: a cached entry is never stale.
+        self._recent_blocks: BoundedCache[int, Block] = BoundedCache(RECENT_BLOCKS_CACHED)
+        self._recent_results: BoundedCache[int, list] = BoundedCache(RECENT_BLOCKS_CACHED)
+        self._wide_nodes: BoundedCache[bytes, bytes] = BoundedCache(WIDE_NODES_CACHED)
+        self._narrow_nodes: BoundedCache[bytes, bytes] = BoundedCache(NARROW_NODES_CACHED)
 
     def close(self) -> None:
         if not self._db.closed:
