@@ -3,9 +3,10 @@
 Everything a committed block changes (block, certificate, results, tx index,
 state values, new state-tree nodes, the owner index, meta) goes into
 one write batch written with sync=True, so a kill at any instant leaves either
-the old height or the new one. State-tree nodes are content-addressed and never
-deleted, so proofs at old heights keep working. Journal appends (what this
-validator signed) are synced before the replica's messages leave the process.
+the old height or the new one. The database holds the newest state tree only: a
+commit also deletes the nodes the new root no longer holds (proofs are served at
+the newest block). Journal appends (what this validator signed) are synced before
+the replica's messages leave the process.
 
 Key layout (one-letter prefixes; heights big-endian so they sort):
   m<name>                 meta (height, head, state_root, genesis, clock offset)
