@@ -225,7 +225,7 @@ async def events(request: web.Request) -> web.StreamResponse:
         while not ws.closed and not closed.is_set():
             sent = 0
             while next_height <= service.storage.height() and sent < EVENTS_CATCH_UP_CHUNK:
-                await ws.send_json(service.event_for(next_height))
+                await ws.send_str(service.event_text(next_height))
                 next_height += 1
                 sent += 1
             if sent == EVENTS_CATCH_UP_CHUNK:

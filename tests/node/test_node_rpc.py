@@ -395,22 +395,32 @@ async def test_blocks_status_params_and_metrics(node: Node) -> None:
 
 
 async def test_events_resume_from_a_height_with_no_gaps(node: Node) -> None:
-    """The events socket replays stored blocks from from_height, then follows new commits live."""
+    """The events socket replays stored blocks from from_height, then follows new commits live;
+    every subscriber reads the same message, naming each transaction by the id it was given."""
+    ids = []
     for nonce in range(3):
-        await node.post(
+        _, answer = await node.post(
             "/v1/transactions", register(AUTHORITY, nonce, user_key("ev%d" % nonce).public_key)
         )
+        ids.append(answer["id"])
         node.commit_block()
-    async with node.client.ws_connect("/v1/events?from_height=2") as ws:
+    async with (
+        node.client.ws_connect("/v1/events?from_height=2") as ws,
+        node.client.ws_connect("/v1/events?from_height=3") as other,
+    ):
         first = await ws.receive_json(timeout=5)
         second = await ws.receive_json(timeout=5)
         assert (first["type"], first["height"], second["height"]) == ("block", 2, 3)
-        assert first["txs"][0]["code"] == "ok" and first["txs"][0]["type"] == "register_account"
+        assert first["txs"] == [
+            {"id": ids[1], "type": "register_account", "sender": AUTHORITY.public_key, "code": "ok"}
+        ]
+        assert await other.receive_json(timeout=5) == second
         await node.post("/v1/transactions", register(AUTHORITY, 3, user_key("ev3").public_key))
         node.commit_block()
         await node.runtime.service.announce_commit()
         live = await ws.receive_json(timeout=5)
         assert live["height"] == 4 and live["hash"] == (await node.get("/v1/blocks/4"))[1]["hash"]
+        assert await other.receive_json(timeout=5) == live
 
 
 async def test_dev_clock_moves_this_nodes_clock(node: Node) -> None:
