@@ -379,7 +379,7 @@ async def _load(urls, plan, extras, rate, duration_s, results) -> None:
         if pending:
             await asyncio.wait(pending, timeout=30)
     results.put({"submitted": submitted, "refused": refused, "reads": reads, "checks": checks,
-                 "side_failures": side_failures, "offered": sent})
+                 "side_failures": side_failures, "offered": sent, "cpu_s": time.process_time()})
 
 
 # ---------------------------------------------------------------- one run
@@ -402,6 +402,8 @@ class RunReport:
     side_failures: int = 0
     accepted: int = 0
     never_committed: int = 0
+    load_cpu_s: float = 0.0  # the load process, from its start to the end of the load
+    bench_cpu_s: float = 0.0  # this process, following commits over the events socket
     nodes: list[dict] = field(default_factory=list)
 
 
@@ -441,7 +443,7 @@ async def run_once(label: str, base_port: int, rate: int, duration_s: float, tok
             loader = multiprocessing.Process(
                 target=load_process, args=(net.urls, plan, extras, rate, duration_s, queue))
             ws = await session.ws_connect(net.urls[0] + "/v1/events?from_height=%d" % start_height)
-            wall_start = time.time()
+            wall_start, cpu_start = time.time(), time.process_time()
             loader.start()
             # Follow commits until every accepted transaction committed, or DRAIN_S after the load.
             drain_deadline = time.monotonic() + duration_s + 60 + DRAIN_S
@@ -460,6 +462,7 @@ async def run_once(label: str, base_port: int, rate: int, duration_s: float, tok
                 for tx in message["txs"]:
                     commits[tx["id"]] = at
             await ws.close()
+            report.bench_cpu_s = round(time.process_time() - cpu_start, 1)
             if outcome is None:
                 outcome = queue.get(timeout=60)
             loader.join(timeout=30)
@@ -483,6 +486,7 @@ async def run_once(label: str, base_port: int, rate: int, duration_s: float, tok
     report.offered, report.refused = outcome["offered"], outcome["refused"]
     report.reads, report.checks = outcome["reads"], outcome["checks"]
     report.side_failures = outcome["side_failures"]
+    report.load_cpu_s = round(outcome["cpu_s"], 1)
     report.accepted = len(submitted)
     report.never_committed = sum(1 for tx in submitted if tx not in commits)
     return report
@@ -504,6 +508,8 @@ def print_table(summary: dict) -> None:
             print("    node pid %(pid)d: cpu %(cpu_s)s s (main thread %(main_thread_cpu_s)s s, the rest"
                   " LevelDB compaction), peak RSS %(peak_rss_mb)s MB"
                   " (anonymous at the end: %(anon_rss_mb)s MB)" % node)
+        print("    load process: cpu %(load_cpu_s)s s; this process, following commits: cpu %(bench_cpu_s)s s"
+              % run)
     print("share of the signature bound at the maximum rate: %.1f%%" % (100 * summary["share_of_bound"]))
 
 
