@@ -10,7 +10,7 @@ bounded per sender and in total (503 mempool_full past either bound).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,7 +28,7 @@ AccountNonce = Callable[[str], "int | None"]
 class PendingStore(Protocol):
     """Where admitted transactions are kept so a restart does not lose them."""
 
-    def pending_put(self, tx_id: str, encoded: bytes) -> None: ...
+    def pending_put_many(self, txs: Mapping[str, bytes]) -> None: ...
 
     def pending_delete(self, tx_ids: list[str]) -> None: ...
 
@@ -97,6 +97,9 @@ class Mempool:
         # Kept so the replica's frequent has_pending() does not read every sender's account.
         self._ready: bool | None = False
         self._by_signature: dict[str, str] = {}
+        # Admitted but not yet in the store: save_pending() writes them in one batch, so
+        # a request or gossip frame of many transactions costs one write, not one each.
+        self._unsaved: dict[str, bytes] = {}
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -158,10 +161,17 @@ class Mempool:
         if tx.signature is not None:
             self._by_signature[tx.signature] = tx.id
         if self._store is not None:
-            self._store.pending_put(tx.id, tx.encoded)
+            self._unsaved[tx.id] = tx.encoded
         if tx.nonce == account_nonce:
             self._ready = True
         return Admitted(tx, is_new=True)
+
+    def save_pending(self) -> None:
+        """Write the transactions admitted since the last call to the store. Call it before
+        answering that a transaction is pending, so a killed process does not lose it."""
+        if self._unsaved and self._store is not None:
+            unsaved, self._unsaved = self._unsaved, {}
+            self._store.pending_put_many(unsaved)
 
     def known_parsed(self, obj: object) -> SignedTx | None:
         """The pending transaction equal to `obj` (a block's transaction map), if any: spares
@@ -192,6 +202,7 @@ class Mempool:
             except (TxError, RpcError):
                 pass
             gone.append(parse_id(encoded))
+        self._unsaved.clear()  # what was restored is in the store already
         self._store.pending_delete([tx_id for tx_id in gone if tx_id and tx_id not in self._by_id])
         return restored
 
@@ -248,6 +259,7 @@ class Mempool:
 
     def _drop(self, tx: SignedTx) -> None:
         self._by_id.pop(tx.id, None)
+        self._unsaved.pop(tx.id, None)
         if tx.signature is not None and self._by_signature.get(tx.signature) == tx.id:
             del self._by_signature[tx.signature]
         by_nonce = self._by_sender.get(tx.sender)

@@ -112,9 +112,12 @@ async def submit_transactions(request: web.Request) -> web.Response:
                 answers.append(service.submit(item))
             except RpcError as error:
                 answers.append(error.to_dict())
+        service.mempool.save_pending()
         return web.json_response(answers, status=202)
     request.app[GATE_KEY].admit(request)
-    return web.json_response(service.submit(body), status=202)
+    answer = service.submit(body)
+    service.mempool.save_pending()
+    return web.json_response(answer, status=202)
 
 
 async def check_transaction(request: web.Request) -> web.Response:

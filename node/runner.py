@@ -342,6 +342,7 @@ class NodeRuntime:
                     self.mempool.admit_parsed(tx, is_committed=self._is_committed)
                 except RpcError:
                     pass  # stale or invalid here: the submitter already got the node's answer
+            self.mempool.save_pending()
             self.metrics.mempool_size.set(len(self.mempool))
 
     def _is_committed(self, tx_id: str) -> bool:

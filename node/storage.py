@@ -323,8 +323,10 @@ class Storage:
     # ---- pending transactions -------------------------------------------
     # Written without sync: they survive a killed process (the OS has the write), and a
     # machine crash loses at most what clients were told is merely pending.
-    def pending_put(self, tx_id: str, encoded: bytes) -> None:
-        self._db.put(b"p" + tx_id.encode(), encoded)
+    def pending_put_many(self, txs: Mapping[str, bytes]) -> None:
+        with self._db.write_batch() as batch:
+            for tx_id, encoded in txs.items():
+                batch.put(b"p" + tx_id.encode(), encoded)
 
     def pending_delete(self, tx_ids: list[str]) -> None:
         with self._db.write_batch() as batch:

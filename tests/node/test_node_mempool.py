@@ -148,8 +148,8 @@ class DictStore:
     def __init__(self) -> None:
         self.entries: dict[str, bytes] = {}
 
-    def pending_put(self, tx_id: str, encoded: bytes) -> None:
-        self.entries[tx_id] = encoded
+    def pending_put_many(self, txs: dict[str, bytes]) -> None:
+        self.entries.update(txs)
 
     def pending_delete(self, tx_ids: list[str]) -> None:
         for tx_id in tx_ids:
@@ -178,6 +178,8 @@ def test_pending_transactions_survive_a_restart_minus_committed_and_stale() -> N
         ).tx
         for nonce in range(4)
     ]
+    assert store.entries == {}  # written together, by save_pending
+    pool.save_pending()
     assert len(store.entries) == 4
     accounts.nonces[AUTHORITY.public_key] = (
         2  # nonces 0 and 1 were committed while the node was down
@@ -210,3 +212,29 @@ def test_a_block_transaction_matches_a_pending_one_only_if_identical_in_type() -
         pool.known_parsed(dict(tx.to_dict(), body=dict(tx.body, birth_date="1990-01-01"))) is None
     )
     assert pool.known_parsed("not a map") is None
+
+
+def test_a_transaction_gone_before_it_was_saved_is_never_written() -> None:
+    """save_pending() writes only what is still pending: a transaction committed (or made
+    stale) before the write does not come back on a restart."""
+    store = DictStore()
+    accounts = Accounts()
+    pool = Mempool(
+        chain_id="yuxi-devnet",
+        account_nonce=accounts.nonce,
+        signatures=SignatureCache(),
+        max_txs=100,
+        max_per_sender=10,
+        store=store,
+    )
+    first, second = (
+        pool.admit(
+            register(AUTHORITY, nonce, user_key("g%d" % nonce).public_key),
+            is_committed=never_committed,
+        ).tx
+        for nonce in range(2)
+    )
+    accounts.nonces[AUTHORITY.public_key] = 1
+    pool.remove_committed([first.id], [AUTHORITY.public_key])
+    pool.save_pending()
+    assert set(store.entries) == {second.id}

@@ -21,6 +21,7 @@ from contracts.genesis import (
     load_genesis,
 )
 from node.config import load_config, render_config
+from node.mempool import parse_id
 from node.rpc import make_rpc_app
 from node.rpc_support import WriteGate
 from node.runner import NodeRuntime, open_storage
@@ -516,3 +517,13 @@ async def test_closed_reads_need_a_token_but_metrics_stay_open() -> None:
     finally:
         await client.close()
         runtime.storage.close()
+
+
+async def test_accepted_transactions_are_stored_before_the_answer(node: Node) -> None:
+    """The 202 comes after the accepted transactions are written (one batch per request), so
+    a node killed right after answering restores them."""
+    _, one = await node.post("/v1/transactions", register(AUTHORITY, 0, user_key("st0").public_key))
+    batch = [register(AUTHORITY, nonce, user_key("st%d" % nonce).public_key) for nonce in (1, 2)]
+    _, many = await node.post("/v1/transactions", {"transactions": batch})
+    stored = {parse_id(encoded) for encoded in node.runtime.storage.pending_all()}
+    assert stored == {one["id"], many[0]["id"], many[1]["id"]}
