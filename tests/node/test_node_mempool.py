@@ -159,11 +159,8 @@ class DictStore:
         return list(self.entries.values())
 
 
-def test_pending_transactions_survive_a_restart_minus_committed_and_stale() -> None:
-    """Admitted transactions are kept; a new pool restores them, dropping those committed or stale meanwhile."""
-    store = DictStore()
-    accounts = Accounts()
-    pool = Mempool(
+def stored_pool(store: DictStore, accounts: Accounts) -> Mempool:
+    return Mempool(
         chain_id="yuxi-devnet",
         account_nonce=accounts.nonce,
         signatures=SignatureCache(),
@@ -171,6 +168,13 @@ def test_pending_transactions_survive_a_restart_minus_committed_and_stale() -> N
         max_per_sender=10,
         store=store,
     )
+
+
+def test_pending_transactions_survive_a_restart_minus_committed_and_stale() -> None:
+    """Admitted transactions are kept; a new pool restores them, dropping those committed or stale meanwhile."""
+    store = DictStore()
+    accounts = Accounts()
+    pool = stored_pool(store, accounts)
     txs = [
         pool.admit(
             register(AUTHORITY, nonce, user_key("r%d" % nonce).public_key),
@@ -184,14 +188,7 @@ def test_pending_transactions_survive_a_restart_minus_committed_and_stale() -> N
     accounts.nonces[AUTHORITY.public_key] = (
         2  # nonces 0 and 1 were committed while the node was down
     )
-    restarted = Mempool(
-        chain_id="yuxi-devnet",
-        account_nonce=accounts.nonce,
-        signatures=SignatureCache(),
-        max_txs=100,
-        max_per_sender=10,
-        store=store,
-    )
+    restarted = stored_pool(store, accounts)
     assert restarted.restore(is_committed=lambda tx_id: tx_id == txs[0].id) == 2
     assert [tx.nonce for tx in restarted.reap(10)] == [2, 3]
     assert set(store.entries) == {txs[2].id, txs[3].id}
@@ -219,14 +216,7 @@ def test_a_transaction_gone_before_it_was_saved_is_never_written() -> None:
     stale) before the write does not come back on a restart."""
     store = DictStore()
     accounts = Accounts()
-    pool = Mempool(
-        chain_id="yuxi-devnet",
-        account_nonce=accounts.nonce,
-        signatures=SignatureCache(),
-        max_txs=100,
-        max_per_sender=10,
-        store=store,
-    )
+    pool = stored_pool(store, accounts)
     first, second = (
         pool.admit(
             register(AUTHORITY, nonce, user_key("g%d" % nonce).public_key),
