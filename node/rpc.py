@@ -112,11 +112,11 @@ async def submit_transactions(request: web.Request) -> web.Response:
                 answers.append(service.submit(item))
             except RpcError as error:
                 answers.append(error.to_dict())
-        service.mempool.save_pending()
-        return web.json_response(answers, status=202)
-    request.app[GATE_KEY].admit(request)
-    answer = service.submit(body)
-    service.mempool.save_pending()
+        answer: Any = answers
+    else:
+        request.app[GATE_KEY].admit(request)
+        answer = service.submit(body)
+    service.mempool.save_pending()  # on disk before the client hears "pending"
     return web.json_response(answer, status=202)
 
 

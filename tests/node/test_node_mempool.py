@@ -26,9 +26,12 @@ class Accounts:
 
 
 def make_pool(
-    max_txs: int = 100, max_per_sender: int = 10
+    max_txs: int = 100,
+    max_per_sender: int = 10,
+    store: DictStore | None = None,
+    accounts: Accounts | None = None,
 ) -> tuple[Mempool, Accounts, SignatureCache]:
-    accounts = Accounts()
+    accounts = accounts or Accounts()
     signatures = SignatureCache()
     pool = Mempool(
         chain_id="yuxi-devnet",
@@ -36,6 +39,7 @@ def make_pool(
         signatures=signatures,
         max_txs=max_txs,
         max_per_sender=max_per_sender,
+        store=store,
     )
     return pool, accounts, signatures
 
@@ -159,22 +163,10 @@ class DictStore:
         return list(self.entries.values())
 
 
-def stored_pool(store: DictStore, accounts: Accounts) -> Mempool:
-    return Mempool(
-        chain_id="yuxi-devnet",
-        account_nonce=accounts.nonce,
-        signatures=SignatureCache(),
-        max_txs=100,
-        max_per_sender=10,
-        store=store,
-    )
-
-
 def test_pending_transactions_survive_a_restart_minus_committed_and_stale() -> None:
     """Admitted transactions are kept; a new pool restores them, dropping those committed or stale meanwhile."""
     store = DictStore()
-    accounts = Accounts()
-    pool = stored_pool(store, accounts)
+    pool, accounts, _ = make_pool(store=store)
     txs = [
         pool.admit(
             register(AUTHORITY, nonce, user_key("r%d" % nonce).public_key),
@@ -188,7 +180,7 @@ def test_pending_transactions_survive_a_restart_minus_committed_and_stale() -> N
     accounts.nonces[AUTHORITY.public_key] = (
         2  # nonces 0 and 1 were committed while the node was down
     )
-    restarted = stored_pool(store, accounts)
+    restarted, _, _ = make_pool(store=store, accounts=accounts)
     assert restarted.restore(is_committed=lambda tx_id: tx_id == txs[0].id) == 2
     assert [tx.nonce for tx in restarted.reap(10)] == [2, 3]
     assert set(store.entries) == {txs[2].id, txs[3].id}
@@ -215,8 +207,7 @@ def test_a_transaction_gone_before_it_was_saved_is_never_written() -> None:
     """save_pending() writes only what is still pending: a transaction committed (or made
     stale) before the write does not come back on a restart."""
     store = DictStore()
-    accounts = Accounts()
-    pool = stored_pool(store, accounts)
+    pool, accounts, _ = make_pool(store=store)
     first, second = (
         pool.admit(
             register(AUTHORITY, nonce, user_key("g%d" % nonce).public_key),
