@@ -62,6 +62,7 @@ typedef struct Entry {
     uint8_t hash[32];
     const uint8_t *data;
     size_t length;
+    int walked; /* made again with the bytes of a stored node the walk went through */
 } Entry;
 
 typedef struct Chunk {
@@ -106,12 +107,12 @@ static inline size_t slot_of(const uint8_t *hash, size_t slot_count) {
     return (size_t)bits & (slot_count - 1);
 }
 
-static const Entry *find(const Walk *w, const uint8_t *hash) {
+static Entry *find(const Walk *w, const uint8_t *hash) {
     if (w->slot_count == 0)
         return NULL;
     size_t mask = w->slot_count - 1;
     for (size_t i = slot_of(hash, w->slot_count); w->slots[i]; i = (i + 1) & mask) {
-        const Entry *entry = &w->entries[w->slots[i] - 1];
+        Entry *entry = &w->entries[w->slots[i] - 1];
         if (memcmp(entry->hash, hash, 32) == 0)
             return entry;
     }
@@ -184,6 +185,7 @@ static int save_node(Walk *w, const uint8_t *data, size_t length, uint8_t *out) 
         memcpy(entry->hash, hash, 32);
         entry->data = copy;
         entry->length = length;
+        entry->walked = 0;
         size_t mask = w->slot_count - 1;
         size_t i = slot_of(hash, w->slot_count);
         while (w->slots[i])
@@ -424,8 +426,9 @@ static int update_one(Walk *w, const uint8_t *node_hash, int depth, const Update
                 else if (leaf(w, update->path, update->value, child) < 0)
                     return -1;
             } else if (!update->set) {
-                /* Deleting an absent key: the leaf stays (saved again, as it always was). */
-                if (leaf(w, leaf_path, leaf_value, child) < 0)
+                /* Deleting an absent key: the leaf stays (walked through and made again,
+                   so it is neither new nor stale). */
+                if (push_stale(w, node) < 0 || leaf(w, leaf_path, leaf_value, child) < 0)
                     return -1;
             } else {
                 if (push_stale(w, node) < 0)
@@ -617,8 +620,15 @@ fail:
     return NULL;
 }
 
-/* The result: (root, {hash: bytes} of the new nodes, {stale hashes not made again}). */
+/* The result: (root, {hash: bytes} of the nodes made that the old tree lacks, {hashes of
+   the stored nodes walked through that were not made again}). A node made again with the
+   same bytes (a value set to what it was) is in neither: it stays where it is stored. */
 static PyObject *result(const Walk *w, const uint8_t *root) {
+    for (size_t i = 0; i < w->stale_count; i++) {
+        Entry *entry = find(w, w->stale[i]);
+        if (entry != NULL)
+            entry->walked = 1;
+    }
     PyObject *out = PyTuple_New(3);
     if (out == NULL)
         return NULL;
@@ -632,6 +642,8 @@ static PyObject *result(const Walk *w, const uint8_t *root) {
     PyTuple_SET_ITEM(out, 1, nodes);
     for (size_t i = 0; i < w->count; i++) {
         const Entry *entry = &w->entries[i];
+        if (entry->walked)
+            continue;
         PyObject *key = PyBytes_FromStringAndSize((const char *)entry->hash, 32);
         PyObject *data = key == NULL ? NULL
                                      : PyBytes_FromStringAndSize((const char *)entry->data,
@@ -642,7 +654,6 @@ static PyObject *result(const Walk *w, const uint8_t *root) {
         if (status < 0)
             goto fail;
     }
-    /* A node made again with the same bytes (a value set to what it was) stays. */
     PyObject *stale = PySet_New(NULL);
     if (stale == NULL)
         goto fail;
@@ -703,8 +714,8 @@ static PyMethodDef methods[] = {
      "    -> tuple[bytes, dict[bytes, bytes], set[bytes]]\n\n"
      "Apply (path, value hash or None to delete) updates, in any order, to the tree whose "
      "root hash is `root` (32 zero bytes: empty), reading stored nodes with get_node(hash) "
-     "-> bytes | None. Returns the new root (zero when empty), the new nodes, and the "
-     "stored nodes walked through that were not made again. A missing or corrupt node "
+     "-> bytes | None. Returns the new root (zero when empty), the nodes made that the old "
+     "tree lacks, and the stored nodes walked through that were not made again. A missing or corrupt node "
      "raises `error` (\"missing tree node <hex>\" / \"corrupt tree node <hex>\")."},
     {NULL, NULL, 0, NULL},
 };

@@ -144,13 +144,21 @@ def _children(data: bytes) -> list[bytes]:
 
 class _Updater:
     """One batch update. Reads nodes from this batch, then from the store (checked there);
-    collects the new nodes (`new_nodes`) and the stored ones the new tree no longer holds
-    (`stale`: the walk only ever descends through stored nodes)."""
+    collects the nodes it makes (`new_nodes`) and the stored ones it walks through
+    (`stale`: the walk only ever descends through stored nodes); `result` sorts them out."""
 
     def __init__(self, store: NodeStore) -> None:
         self.store = store
         self.new_nodes: dict[bytes, bytes] = {}
         self.stale: list[bytes] = []
+
+    def result(self) -> tuple[dict[bytes, bytes], set[bytes]]:
+        """The nodes made that the old tree lacks, and the stored nodes walked through that
+        were not made again. A node made again with the same bytes (a value set to what it
+        was) is in neither: it stays where it is stored."""
+        walked = set(self.stale)
+        made = {h: data for h, data in self.new_nodes.items() if h not in walked}
+        return made, walked.difference(self.new_nodes)
 
     def load(self, node_hash: bytes) -> bytes:
         data = self.new_nodes.get(node_hash)
@@ -258,7 +266,9 @@ class _Updater:
                     stale.append(node_hash)
                     child = b"" if hashed_value is None else self.leaf(path, hashed_value)
                 elif hashed_value is None:
-                    # Deleting an absent key: the leaf stays (saved again, as it always was).
+                    # Deleting an absent key: the leaf stays (walked through and made again,
+                    # so it is neither new nor stale).
+                    stale.append(node_hash)
                     child = self.leaf(leaf_path, data[33:])
                 else:
                     stale.append(node_hash)
@@ -338,7 +348,7 @@ def _hashed(
 
 class TreeUpdate(NamedTuple):
     root: str  # hex
-    new_nodes: dict[bytes, bytes]  # hash -> bytes, to persist
+    new_nodes: dict[bytes, bytes]  # hash -> bytes: nodes the new root holds, the old one not
     stale_nodes: set[bytes]  # stored nodes of the old root that the new root no longer holds
     # The canonical bytes of each value set (as hashed into the tree), so a store writes
     # the state without encoding every value a second time.
@@ -361,8 +371,8 @@ def apply_changes(
     get_node = store.get_node
     if current is not None:
         get_node = _with_current_leaves(get_node, changes, updates, current)
-    # The compiled walk sorts the updates, and leaves out of the stale nodes those it made
-    # again with the same bytes (a value set to what it was).
+    # The compiled walk sorts the updates; a node it made again with the bytes it had (a
+    # value set to what it was) is neither new nor stale.
     root, new_nodes, stale = _compiled_update(
         get_node, bytes.fromhex(root_hex) or EMPTY_HASH, updates, StateTreeError
     )
@@ -405,9 +415,8 @@ def reference_apply_changes(
     hashed, encoded = _hashed(changes)
     updates = sorted((path.hex(), path, value_hash) for path, value_hash in hashed)
     root = updater.update(b"" if root == EMPTY_HASH else root, 0, updates)
-    # A node made again with the same bytes (a value set to what it was) stays.
-    stale = set(updater.stale).difference(updater.new_nodes)
-    return TreeUpdate((root or EMPTY_HASH).hex(), updater.new_nodes, stale, encoded)
+    new_nodes, stale = updater.result()
+    return TreeUpdate((root or EMPTY_HASH).hex(), new_nodes, stale, encoded)
 
 
 def compute_root(values: Mapping[str, Any]) -> str:

@@ -1,22 +1,25 @@
 """The node's LevelDB (plyvel): blocks, certificates, results, indexes, state and journal.
 
 Everything a committed block changes (block, certificate, results, tx index,
-state values, new state-tree nodes, the owner index, meta) goes into
-one write batch written with sync=True, so a kill at any instant leaves either
-the old height or the new one. The database holds the newest state tree only: a
-commit also deletes the nodes the new root no longer holds (proofs are served at
-the newest block). Journal appends (what this validator signed) are synced before
-the replica's messages leave the process.
+state values, the owner index, meta) goes into one write batch written with
+sync=True, so a kill at any instant leaves either the old height or the new one.
+The state tree is written every TREE_FLUSH_BLOCKS blocks, in that block's batch:
+the database holds the tree as of that flush (no older node), the keys each block
+since changed, and memory the rest (node/tree_buffer.py); opening the database
+rebuilds the newest tree from those keys' values. Journal appends (what this
+validator signed) are synced before the replica's messages leave the process.
 
 Key layout (one-letter prefixes; heights big-endian so they sort):
-  m<name>                 meta (height, head, state_root, genesis, clock offset)
+  m<name>                 meta (height, head, state_root, tree_root/tree_height of the
+                          stored tree, genesis, clock offset)
   b<height>               block {"header", "txs"} (canonical bytes)
   c<height>               certificate dict
   r<height>               results list
   h<hash hex>             height of a block hash
   t<tx id hex>            {"height", "index"}
   s<state key>            flat state value (latest)
-  n<node hash>            state-tree node bytes
+  n<node hash>            state-tree node bytes (the tree as of tree_height)
+  k<height>               the state keys a block changed, while the stored tree is older
   j<height><sequence>     safety-journal record (pruned by height)
   p<tx id hex>            a pending (admitted, uncommitted) transaction, canonical bytes
   o<owner>/<token id>     tokens-by-owner index (empty value)
@@ -36,9 +39,10 @@ import plyvel
 
 from consensus.types import Block, CommitCertificate
 from contracts.state import token_id_of_key
-from contracts.state_tree import LEAF_BYTES, TreeUpdate
+from contracts.state_tree import LEAF_BYTES, TreeUpdate, apply_changes
 from node.bounded import BoundedCache
 from node.errors import NodeSetupError
+from node.tree_buffer import TreeBuffer
 from primitives.encoding import canonical_bytes, encode_trusted
 
 RECENT_BLOCKS_CACHED = 16
@@ -66,6 +70,11 @@ WRITE_BUFFER_BYTES = 32 * 1024 * 1024
 # 10 of these for other files and clips to at least 74) bounds the mapped bytes to ~70
 # tables of 2 MB; a table read again after falling out is re-opened (index and filter).
 MAX_OPEN_FILES = 80
+# The tree is flushed every 16 blocks (half its nodes are replaced within them, so never
+# written; ninth round), or sooner when the nodes held in memory grow past 200,000
+# (~60 MB: blocks of large mints). A restart rebuilds at most that much from the state.
+TREE_FLUSH_BLOCKS = 16
+TREE_FLUSH_NODES = 200_000
 _U64 = struct.Struct(">Q")
 
 
@@ -109,9 +118,15 @@ class Storage:
         self._recent_results: BoundedCache[int, list] = BoundedCache(RECENT_BLOCKS_CACHED)
         self._wide_nodes: BoundedCache[bytes, bytes] = BoundedCache(WIDE_NODES_CACHED)
         self._narrow_nodes: BoundedCache[bytes, bytes] = BoundedCache(NARROW_NODES_CACHED)
+        self._tree = TreeBuffer()
+        self._tree_height = 0
+        self._open_tree()
 
     def close(self) -> None:
         if not self._db.closed:
+            if len(self._tree):
+                with self._db.write_batch(sync=True, transaction=True) as batch:
+                    self._flush_tree(batch, self._tree, self.state_root(), self.height())
             self._db.close()
 
     # ---- meta -------------------------------------------------------------
@@ -187,7 +202,11 @@ class Storage:
     def get_node(self, node_hash: bytes) -> bytes | None:
         # Nodes are content-addressed and never change, so caching them is always right;
         # the upper levels of the tree are read by every block.
-        node = self._wide_nodes.get(node_hash) or self._narrow_nodes.get(node_hash)
+        node = (
+            self._tree.made.get(node_hash)
+            or self._wide_nodes.get(node_hash)
+            or self._narrow_nodes.get(node_hash)
+        )
         if node is None:
             node = self._db.get(b"n" + node_hash)
             if node is not None:
@@ -206,12 +225,6 @@ class Storage:
         for node_hash, node in nodes.items():
             if len(node) != LEAF_BYTES:
                 self._cache_node(node_hash, node)
-
-    def put_nodes(self, nodes: Mapping[bytes, bytes]) -> None:
-        """Tree nodes for genesis; block nodes go in with commit()."""
-        with self._db.write_batch(sync=True) as batch:
-            for node_hash, node in nodes.items():
-                batch.put(b"n" + node_hash, node)
 
     # ---- indexes ----------------------------------------------------------
     def tokens_of(self, owner: str, *, after: str | None, limit: int) -> list[str]:
@@ -238,12 +251,17 @@ class Storage:
     ) -> None:
         """Write a final block and all it changes in one synced atomic batch.
         A write whose value is None deletes the key. `tree` is the update from the
-        committed root to this block's: its new nodes are written and its stale ones
-        deleted, so the database holds the newest version of the tree only (proofs are
+        committed root to this block's: its nodes join those held since the last flush,
+        and every TREE_FLUSH_BLOCKS blocks they are written and the stale ones deleted,
+        so the database never holds an older tree than the flushed one (proofs are
         served at the newest block; every execution starts from it). `previous` reads a
         key's committed value (the owner index needs each written token's old owner); a
         caller with the values cached passes its reader, else they come from the database."""
         height = block.height
+        flushed = None
+        if height - self._tree_height >= TREE_FLUSH_BLOCKS or len(self._tree) >= TREE_FLUSH_NODES:
+            flushed = self._tree.copy()
+            flushed.add(tree.new_nodes, tree.stale_nodes)
         with self._db.write_batch(sync=True, transaction=True) as batch:
             # Block, certificate and results are canonical by construction (checked on
             # the way in, or built here): the compiled encoder writes the same bytes.
@@ -260,10 +278,10 @@ class Storage:
                 else:
                     data = encoded.get(key)
                     batch.put(b"s" + key.encode(), canonical_bytes(value) if data is None else data)
-            for node_hash, node in tree.new_nodes.items():
-                batch.put(b"n" + node_hash, node)
-            for node_hash in tree.stale_nodes:
-                batch.delete(b"n" + node_hash)
+            if flushed is None:
+                batch.put(_height_key(b"k", height), encode_trusted(list(writes)))
+            else:
+                self._flush_tree(batch, flushed, tree.root, height)
             for token, old_owner, new_owner in self._owner_changes(
                 writes, previous or self.state_get
             ):
@@ -277,6 +295,10 @@ class Storage:
             batch.put(b"mstate_root", canonical_bytes(block.header["state_root"]))
             for name, value in (extra_meta or {}).items():
                 batch.put(b"m" + name.encode(), canonical_bytes(value))
+        if flushed is None:
+            self._tree.add(tree.new_nodes, tree.stale_nodes)
+        else:
+            self._tree, self._tree_height = TreeBuffer(), height
         for node_hash in tree.stale_nodes:
             self._wide_nodes.pop(node_hash, None)
             self._narrow_nodes.pop(node_hash, None)
@@ -284,6 +306,51 @@ class Storage:
         # The next proposal reads this block's header: spare decoding the whole block.
         self._recent_blocks.put(height, block)
         self._recent_results.put(height, results)
+
+    # ---- the stored tree ------------------------------------------------------
+    def _flush_tree(self, batch: Any, nodes: TreeBuffer, root: str | None, height: int) -> None:
+        """Into `batch`: the tree at `height` is the stored one (`nodes` is what it and
+        the stored tree differ by), and the changed keys kept for rebuilding it go."""
+        for node_hash, node in nodes.made.items():
+            batch.put(b"n" + node_hash, node)
+        for node_hash in nodes.dropped:
+            batch.delete(b"n" + node_hash)
+        for changed in range(self._tree_height + 1, height + 1):
+            batch.delete(_height_key(b"k", changed))
+        batch.put(b"mtree_root", canonical_bytes(root))
+        batch.put(b"mtree_height", canonical_bytes(height))
+
+    def _open_tree(self) -> None:
+        """Rebuild in memory the newest tree from the stored one and the values of the keys
+        changed since (after a kill: a clean close flushes)."""
+        height, state_root = self.height(), self.state_root()
+        tree_height = self.get_meta("tree_height")
+        if state_root is None:
+            return  # no genesis yet
+        if tree_height is None:
+            # Written before the tree was buffered: every block's nodes are stored.
+            with self._db.write_batch(sync=True) as batch:
+                batch.put(b"mtree_root", canonical_bytes(state_root))
+                batch.put(b"mtree_height", canonical_bytes(height))
+            self._tree_height = height
+            return
+        self._tree_height = tree_height
+        if tree_height == height:
+            return
+        keys: set[str] = set()
+        for _, data in self._db.iterator(
+            start=_height_key(b"k", tree_height + 1), stop=_height_key(b"k", height + 1)
+        ):
+            keys.update(_decode(data))
+        changes = {key: self.state_get(key) for key in keys}
+        update = apply_changes(self, self.get_meta("tree_root"), changes)
+        if update.root != state_root:
+            raise NodeSetupError(
+                "the database's state tree (stored at height %d) and the state of height %d "
+                "do not agree: rebuilt root %s, expected %s"
+                % (tree_height, height, update.root, state_root)
+            )
+        self._tree.add(update.new_nodes, update.stale_nodes)
 
     def _owner_changes(
         self, writes: Mapping[str, Any], read: Callable[[str], Any]
@@ -316,9 +383,12 @@ class Storage:
             for node_hash, node in new_nodes.items():
                 batch.put(b"n" + node_hash, node)
             batch.put(b"mstate_root", canonical_bytes(state_root))
+            batch.put(b"mtree_root", canonical_bytes(state_root))
+            batch.put(b"mtree_height", canonical_bytes(0))
             batch.put(b"mgenesis_state_root", canonical_bytes(state_root))
             batch.put(b"mheight", canonical_bytes(0))
             batch.put(b"mgenesis", canonical_bytes(genesis_hash))
+        self._tree, self._tree_height = TreeBuffer(), 0
 
     # ---- pending transactions -------------------------------------------
     # Written without sync: they survive a killed process (the OS has the write), and a

@@ -180,7 +180,7 @@ def reference_update(
     updater = _Updater(store)
     entries = sorted((path.hex(), path, value) for path, value in updates.items())
     new_root = updater.update(b"" if root == EMPTY_HASH else root, 0, entries)
-    return new_root or EMPTY_HASH, updater.new_nodes, set(updater.stale) - set(updater.new_nodes)
+    return (new_root or EMPTY_HASH, *updater.result())
 
 
 @settings(max_examples=100, deadline=None)

@@ -157,9 +157,9 @@ def test_tree_node_cache_keeps_wide_nodes_apart_from_narrow_ones(
 
 
 def test_commits_keep_only_the_newest_tree_in_the_database(tmp_path: Path) -> None:
-    """Each commit deletes the tree nodes only the previous root held: after many blocks
-    rewriting the same keys the database holds as many nodes as one version, and every
-    key still proves against the newest root."""
+    """The tree nodes only an older root held are deleted: after many blocks rewriting the
+    same keys and a close (which flushes the tree) the database holds as many nodes as
+    one version, and every key still proves against the newest root."""
     from contracts.state_tree import apply_changes
 
     storage = Storage(tmp_path / "db")
@@ -175,6 +175,8 @@ def test_commits_keep_only_the_newest_tree_in_the_database(tmp_path: Path) -> No
         storage.commit(block, certificate, [], changes, tree, [])
         root = tree.root
         values.update(changes)
+    storage.close()
+    storage = Storage(tmp_path / "db")
     stored = sum(1 for _ in storage._db.iterator(prefix=b"n", include_value=False))
     assert stored == one_version
     for key in ("token/c:0", "token/c:1", "token/c:999"):

@@ -1,5 +1,6 @@
-"""The state tree in LevelDB: after every commit the database holds exactly the newest
-tree (no node missing, none left over), across reopening."""
+"""The state tree in LevelDB and memory: after every commit the database holds exactly the
+tree of the last flush and memory the difference to the newest one (no node missing, none
+left over), across kills and reopening."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import pytest
 from node_test_helpers import block_with_certificate
 
 from contracts.state_tree import (
@@ -19,6 +21,7 @@ from contracts.state_tree import (
     prove,
     verify_proof,
 )
+from node.errors import NodeSetupError
 from node.storage import Storage
 
 
@@ -63,10 +66,25 @@ def _changes(rng: random.Random, live: set[int], next_key: int, height: int) -> 
     return changes
 
 
-def test_the_database_holds_exactly_the_newest_tree(tmp_path: Path) -> None:
-    """Blocks that grow, rewrite, shrink and empty the state; after each commit the database
-    holds exactly the nodes of the new root, the roots are those of a tree in memory, and
-    after reopening every key still proves."""
+def _newest_tree_view(storage: Storage) -> dict[bytes, bytes]:
+    """The stored nodes, less those dropped since the last flush, plus those made since."""
+    stored = _stored_nodes(storage)
+    for node_hash in storage._tree.dropped:
+        del stored[node_hash]
+    return {**stored, **storage._tree.made}
+
+
+def test_the_database_and_memory_hold_exactly_the_newest_tree(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks that grow, rewrite, shrink and empty the state. After each commit the database
+    holds exactly the tree of the last flush and memory the difference to the newest one
+    (no node missing, none left over); the roots are those of a tree in memory; a kill
+    between flushes loses nothing (reopening rebuilds the newest tree) and a clean close
+    flushes; every key still proves at the end."""
+    import node.storage as storage_module
+
+    monkeypatch.setattr(storage_module, "TREE_FLUSH_BLOCKS", 3)
     rng = random.Random(7)
     storage = Storage(tmp_path / "db")
     storage.write_genesis("g" * 64, {}, {}, EMPTY_ROOT)
@@ -92,10 +110,33 @@ def test_the_database_holds_exactly_the_newest_tree(tmp_path: Path) -> None:
                 values[key] = value
                 live.add(int(serial))
         stored = _stored_nodes(storage)
-        assert stored == _tree_nodes(root, stored)
-        if height % 10 == 0:
+        assert stored == _tree_nodes(storage.get_meta("tree_root"), stored)
+        newest = _newest_tree_view(storage)
+        assert newest == _tree_nodes(root, newest)
+        if height % 7 == 0:
+            storage._db.close()  # killed: no flush
+            storage = Storage(tmp_path / "db")
+            assert _newest_tree_view(storage) == newest
+        elif height % 10 == 0:
             storage.close()
             storage = Storage(tmp_path / "db")
+            assert storage.get_meta("tree_root") == root and not len(storage._tree)
+            assert _stored_nodes(storage) == newest
     for key in [*rng.sample(sorted(values), min(20, len(values))), "token/c:never"]:
         assert verify_proof(root, key, values.get(key), prove(storage, root, key))
     storage.close()
+
+
+def test_a_state_that_does_not_match_the_tree_is_refused(tmp_path: Path) -> None:
+    """Reopening rebuilds the newest tree from the values of the keys changed since the
+    flush; when they do not give the committed state root, the database is refused."""
+    storage = Storage(tmp_path / "db")
+    storage.write_genesis("g" * 64, {}, {}, EMPTY_ROOT)
+    changes = {"token/c:%d" % serial: {"n": serial} for serial in range(30)}
+    tree = apply_changes(storage, EMPTY_ROOT, changes)
+    block, certificate = block_with_certificate(1, tree.root)
+    storage.commit(block, certificate, [], changes, tree, [])
+    storage._db.put(b"stoken/c:3", storage._db.get(b"stoken/c:4"))
+    storage._db.close()  # killed before a flush
+    with pytest.raises(NodeSetupError, match="do not agree"):
+        Storage(tmp_path / "db")
