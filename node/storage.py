@@ -309,8 +309,8 @@ class Storage:
 
     # ---- the stored tree ------------------------------------------------------
     def _flush_tree(self, batch: Any, nodes: TreeBuffer, root: str | None, height: int) -> None:
-        """Into `batch`: the tree at `height` is the stored one (`nodes` is what it and
-        the stored tree differ by), and the changed keys kept for rebuilding it go."""
+        """Into `batch`: store the tree of `height` (`nodes`: how it differs from the stored
+        one) and drop the changed keys that were kept for rebuilding it."""
         for node_hash, node in nodes.made.items():
             batch.put(b"n" + node_hash, node)
         for node_hash in nodes.dropped:
