@@ -333,7 +333,8 @@ def _hashed(
     changes: Mapping[str, Any | None],
 ) -> tuple[list[tuple[bytes, bytes | None]], dict[str, bytes]]:
     """(path, value hash or None to delete) for each change, and the canonical bytes of
-    each value set."""
+    each value set. The values are the state's own (execution builds them from checked
+    parts, genesis is checked on load), so the compiled encoder writes them."""
     hashed: list[tuple[bytes, bytes | None]] = []
     encoded: dict[str, bytes] = {}
     for key, value in changes.items():
@@ -341,7 +342,7 @@ def _hashed(
         if value is None:
             hashed.append((path, None))
         else:
-            data = encoded[key] = canonical_bytes(value)
+            data = encoded[key] = encode_trusted(value)
             hashed.append((path, _sha256(data).digest()))
     return hashed, encoded
 
@@ -365,8 +366,9 @@ def apply_changes(
     the old root's nodes that only older roots need (a store that keeps the newest
     version only deletes those). `current`, when given, reads a key's value under
     `root_hex` (a caller that has them cached spares the store a read per changed key, see
-    _with_current_leaves). The walk is compiled; reference_apply_changes is the same in
-    Python."""
+    _with_current_leaves). The values are encoded unchecked (_hashed): never pass one that
+    came from outside without check_value. The walk is compiled; reference_apply_changes
+    is the same in Python."""
     updates, encoded = _hashed(changes)
     get_node = store.get_node
     if current is not None:
