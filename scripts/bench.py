@@ -346,7 +346,7 @@ async def _load(urls, plan, extras, rate, duration_s, results) -> None:
             for _ in range(count):
                 # numbered across ticks, so reads and checks alternate even at one a tick
                 number, side_number = side_number, side_number + 1
-                node = number % len(urls)
+                node = number // 2 % len(urls)  # every node gets both reads and checks
                 try:
                     if number % 2 and extras:
                         async with session.post(urls[node] + "/v1/transactions/check",
