@@ -8,6 +8,7 @@ the database holds the tree as of that flush (no older node), the keys each bloc
 since changed, and memory the rest (node/tree_buffer.py); opening the database
 rebuilds the newest tree from those keys' values. Journal appends (what this
 validator signed) are synced before the replica's messages leave the process.
+Pending transactions live beside it in an append-only file (node/pending_log.py).
 
 Key layout (one-letter prefixes; heights big-endian so they sort):
   m<name>                 meta (height, head, state_root, tree_root/tree_height of the
@@ -21,7 +22,8 @@ Key layout (one-letter prefixes; heights big-endian so they sort):
   n<node hash>            state-tree node bytes (the tree as of tree_height)
   k<height>               the state keys a block changed, while the stored tree is older
   j<height><sequence>     safety-journal record (pruned by height)
-  p<tx id hex>            a pending (admitted, uncommitted) transaction, canonical bytes
+  p<tx id hex>            a pending transaction (databases before the pending log only:
+                          moved into it on open, see node/pending_log.py)
   o<owner>/<token id>     tokens-by-owner index (empty value)
 
 Token history lives in the state itself (contracts keep it), so it is not indexed here.
@@ -42,6 +44,8 @@ from contracts.state import token_id_of_key
 from contracts.state_tree import LEAF_BYTES, TreeUpdate, apply_changes
 from node.bounded import BoundedCache
 from node.errors import NodeSetupError
+from node.pending_log import FILE_NAME as PENDING_FILE
+from node.pending_log import PendingLog
 from node.tree_buffer import TreeBuffer
 from primitives.encoding import canonical_bytes, encode_trusted
 
@@ -121,6 +125,8 @@ class Storage:
         self._tree = TreeBuffer()
         self._tree_height = 0
         self._open_tree()
+        self._pending = PendingLog(path / PENDING_FILE)
+        self._move_pending_to_log()
 
     def close(self) -> None:
         if not self._db.closed:
@@ -128,6 +134,7 @@ class Storage:
                 with self._db.write_batch(sync=True, transaction=True) as batch:
                     self._flush_tree(batch, self._tree, self.state_root(), self.height())
             self._db.close()
+            self._pending.close()
 
     # ---- meta -------------------------------------------------------------
     def get_meta(self, name: str) -> Any:
@@ -391,20 +398,26 @@ class Storage:
         self._tree, self._tree_height = TreeBuffer(), 0
 
     # ---- pending transactions -------------------------------------------
-    # Written without sync: they survive a killed process (the OS has the write), and a
-    # machine crash loses at most what clients were told is merely pending.
+    # Kept in their own append-only file (node/pending_log.py), not in LevelDB.
     def pending_put_many(self, txs: Mapping[str, bytes]) -> None:
-        with self._db.write_batch() as batch:
-            for tx_id, encoded in txs.items():
-                batch.put(b"p" + tx_id.encode(), encoded)
+        self._pending.pending_put_many(txs)
 
     def pending_delete(self, tx_ids: list[str]) -> None:
-        with self._db.write_batch() as batch:
-            for tx_id in tx_ids:
-                batch.delete(b"p" + tx_id.encode())
+        self._pending.pending_delete(tx_ids)
 
     def pending_all(self) -> list[bytes]:
-        return [value for _, value in self._db.iterator(prefix=b"p")]
+        return self._pending.pending_all()
+
+    def _move_pending_to_log(self) -> None:
+        """Pending transactions of a database written before the log (p<id> entries) go
+        into it, and only then out of LevelDB: a crash in between keeps them twice (the
+        mempool admits a transaction once), never loses them."""
+        legacy = {key[1:].decode(): value for key, value in self._db.iterator(prefix=b"p")}
+        if legacy:
+            self._pending.pending_put_many(legacy)
+            with self._db.write_batch(sync=True) as batch:
+                for tx_id in legacy:
+                    batch.delete(b"p" + tx_id.encode())
 
     # ---- safety journal ---------------------------------------------------
     def _last_journal_sequence(self) -> int:
