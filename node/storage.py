@@ -75,10 +75,10 @@ WRITE_BUFFER_BYTES = 32 * 1024 * 1024
 # tables of 2 MB; a table read again after falling out is re-opened (index and filter).
 MAX_OPEN_FILES = 80
 # The tree is flushed every 16 blocks (half its nodes are replaced within them, so never
-# written; ninth round), or sooner when the nodes held in memory grow past 200,000
-# (~60 MB: blocks of large mints). A restart rebuilds at most that much from the state.
+# written; ninth round), or sooner when the nodes held in memory grow past 100,000
+# (~30 MB, estimated: blocks of large mints). A restart rebuilds at most that much from the state.
 TREE_FLUSH_BLOCKS = 16
-TREE_FLUSH_NODES = 200_000
+TREE_FLUSH_NODES = 100_000
 _U64 = struct.Struct(">Q")
 
 
@@ -132,7 +132,7 @@ class Storage:
         if not self._db.closed:
             if len(self._tree):
                 with self._db.write_batch(sync=True, transaction=True) as batch:
-                    self._flush_tree(batch, self._tree, self.state_root(), self.height())
+                    self._flush_tree(batch, self.state_root(), self.height())
             self._db.close()
             self._pending.close()
 
@@ -265,10 +265,9 @@ class Storage:
         key's committed value (the owner index needs each written token's old owner); a
         caller with the values cached passes its reader, else they come from the database."""
         height = block.height
-        flushed = None
-        if height - self._tree_height >= TREE_FLUSH_BLOCKS or len(self._tree) >= TREE_FLUSH_NODES:
-            flushed = self._tree.copy()
-            flushed.add(tree.new_nodes, tree.stale_nodes)
+        flush = (
+            height - self._tree_height >= TREE_FLUSH_BLOCKS or len(self._tree) >= TREE_FLUSH_NODES
+        )
         with self._db.write_batch(sync=True, transaction=True) as batch:
             # Block, certificate and results are canonical by construction (checked on
             # the way in, or built here): the compiled encoder writes the same bytes.
@@ -285,10 +284,10 @@ class Storage:
                 else:
                     data = encoded.get(key)
                     batch.put(b"s" + key.encode(), canonical_bytes(value) if data is None else data)
-            if flushed is None:
-                batch.put(_height_key(b"k", height), encode_trusted(list(writes)))
+            if flush:
+                self._flush_tree(batch, tree.root, height, tree)
             else:
-                self._flush_tree(batch, flushed, tree.root, height)
+                batch.put(_height_key(b"k", height), encode_trusted(list(writes)))
             for token, old_owner, new_owner in self._owner_changes(
                 writes, previous or self.state_get
             ):
@@ -302,10 +301,10 @@ class Storage:
             batch.put(b"mstate_root", canonical_bytes(block.header["state_root"]))
             for name, value in (extra_meta or {}).items():
                 batch.put(b"m" + name.encode(), canonical_bytes(value))
-        if flushed is None:
-            self._tree.add(tree.new_nodes, tree.stale_nodes)
-        else:
+        if flush:
             self._tree, self._tree_height = TreeBuffer(), height
+        else:
+            self._tree.add(tree.new_nodes, tree.stale_nodes)
         for node_hash in tree.stale_nodes:
             self._wide_nodes.pop(node_hash, None)
             self._narrow_nodes.pop(node_hash, None)
@@ -315,12 +314,18 @@ class Storage:
         self._recent_results.put(height, results)
 
     # ---- the stored tree ------------------------------------------------------
-    def _flush_tree(self, batch: Any, nodes: TreeBuffer, root: str | None, height: int) -> None:
-        """Into `batch`: store the tree of `height` (`nodes`: how it differs from the stored
-        one) and drop the changed keys that were kept for rebuilding it."""
-        for node_hash, node in nodes.made.items():
+    def _flush_tree(
+        self, batch: Any, root: str | None, height: int, last: TreeUpdate | None = None
+    ) -> None:
+        """Into `batch`: store the tree of `height` (the buffered nodes, and `last`, the
+        update to it not yet added to them) and drop the changed keys that were kept for
+        rebuilding it."""
+        to_store, to_delete = self._tree.stored_with(
+            last.new_nodes if last else {}, last.stale_nodes if last else set()
+        )
+        for node_hash, node in to_store:
             batch.put(b"n" + node_hash, node)
-        for node_hash in nodes.dropped:
+        for node_hash in to_delete:
             batch.delete(b"n" + node_hash)
         for changed in range(self._tree_height + 1, height + 1):
             batch.delete(_height_key(b"k", changed))
