@@ -473,6 +473,8 @@ async def run_once(label: str, base_port: int, rate: int, duration_s: float, tok
                                  "main_thread_cpu_s": round(
                                      sample.main_thread_cpu_seconds - start.main_thread_cpu_seconds, 1),
                                  "peak_rss_mb": round(sample.peak_rss_mb, 1),
+                                 # the peak reached while preparing (mint blocks), before the load
+                                 "peak_rss_prepared_mb": round(start.peak_rss_mb, 1),
                                  "anon_rss_mb": round(sample.anon_rss_mb, 1)})
     submitted = outcome["submitted"]
     window_start, window_end = wall_start + warmup_s, wall_start + duration_s
@@ -506,8 +508,8 @@ def print_table(summary: dict) -> None:
                         run["never_committed"]))
         for node in run["nodes"]:
             print("    node pid %(pid)d: cpu %(cpu_s)s s (main thread %(main_thread_cpu_s)s s, the rest"
-                  " LevelDB compaction), peak RSS %(peak_rss_mb)s MB"
-                  " (anonymous at the end: %(anon_rss_mb)s MB)" % node)
+                  " LevelDB compaction), peak RSS %(peak_rss_mb)s MB (%(peak_rss_prepared_mb)s MB"
+                  " before the load; anonymous at the end: %(anon_rss_mb)s MB)" % node)
         print("    load process: cpu %(load_cpu_s)s s; this process, following commits: cpu %(bench_cpu_s)s s"
               % run)
     print("share of the signature bound at the maximum rate: %.1f%%" % (100 * summary["share_of_bound"]))
