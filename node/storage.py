@@ -1,4 +1,4 @@
-"""The node's LevelDB (plyvel): blocks, certificates, results, indexes, state and journal.
+"""The node's store: LevelDB (plyvel) for blocks, certificates, results, indexes and state.
 
 Everything a committed block changes (block, certificate, results, tx index,
 state values, the owner index, meta) goes into one write batch written with
@@ -6,9 +6,10 @@ sync=True, so a kill at any instant leaves either the old height or the new one.
 The state tree is written every TREE_FLUSH_BLOCKS blocks, in that block's batch:
 the database holds the tree as of that flush (no older node), the keys each block
 since changed, and memory the rest (node/tree_buffer.py); opening the database
-rebuilds the newest tree from those keys' values. Journal appends (what this
-validator signed) are synced before the replica's messages leave the process.
-Pending transactions live beside it in an append-only file (node/pending_log.py).
+rebuilds the newest tree from those keys' values. Beside LevelDB's files, two record
+logs (node/record_log.py) hold what lives only seconds: the safety journal (what this
+validator signed, synced before the replica's messages leave the process) and the
+pending transactions (node/pending_log.py).
 
 Key layout (one-letter prefixes; heights big-endian so they sort):
   m<name>                 meta (height, head, state_root, tree_root/tree_height of the
@@ -21,7 +22,8 @@ Key layout (one-letter prefixes; heights big-endian so they sort):
   s<state key>            flat state value (latest)
   n<node hash>            state-tree node bytes (the tree as of tree_height)
   k<height>               the state keys a block changed, while the stored tree is older
-  j<height><sequence>     safety-journal record (pruned by height)
+  j<height><sequence>     a safety-journal record (databases before journal.log only:
+                          moved into it on open)
   p<tx id hex>            a pending transaction (databases before the pending log only:
                           moved into it on open, see node/pending_log.py)
   o<owner>/<token id>     tokens-by-owner index (empty value)
@@ -46,6 +48,7 @@ from node.bounded import BoundedCache
 from node.errors import NodeSetupError
 from node.pending_log import FILE_NAME as PENDING_FILE
 from node.pending_log import PendingLog
+from node.record_log import RecordLog
 from node.tree_buffer import TreeBuffer
 from primitives.encoding import canonical_bytes, encode_trusted
 
@@ -79,6 +82,8 @@ MAX_OPEN_FILES = 80
 # (~30 MB, estimated: blocks of large mints). A restart rebuilds at most that much from the state.
 TREE_FLUSH_BLOCKS = 16
 TREE_FLUSH_NODES = 100_000
+JOURNAL_FILE = "journal.log"  # beside LevelDB's files, which it leaves alone
+JOURNAL_REWRITE_BYTES = 4 * 1024 * 1024
 _U64 = struct.Struct(">Q")
 
 
@@ -114,7 +119,7 @@ class Storage:
                 "cannot open the database in %s (is another node running on this home?): %s"
                 % (path, exc)
             ) from None
-        self._journal_next = self._last_journal_sequence() + 1
+        self._open_journal(path)
         # Recent blocks spare decoding a large block for each status poll of one of its
         # transactions, and the next proposal's read of its parent's header.
         # All of these are final or content-addressed: a cached entry is never stale.
@@ -135,6 +140,7 @@ class Storage:
                     self._flush_tree(batch, self.state_root(), self.height())
             self._db.close()
             self._pending.close()
+            self._journal.close()
 
     # ---- meta -------------------------------------------------------------
     def get_meta(self, name: str) -> Any:
@@ -425,42 +431,49 @@ class Storage:
                     batch.delete(b"p" + tx_id.encode())
 
     # ---- safety journal ---------------------------------------------------
-    def _last_journal_sequence(self) -> int:
-        last = 0
-        for key in self._db.iterator(prefix=b"j", include_value=False):
-            last = max(last, _U64.unpack(key[9:17])[0])
-        return last
-
+    # In its own record log (node/record_log.py), not in LevelDB: each height's records,
+    # a prepared block's whole body among them, are dropped once the height is decided.
     def journal_append(self, record: dict[str, Any]) -> None:
         """Append what the validator is about to send; synced before it returns."""
         self.journal_append_many([record])
 
     def journal_append_many(self, records: list[dict[str, Any]]) -> None:
-        """Append records in order, in one synced batch (one fsync however many). The
+        """Append records in order, in one synced write (one fsync however many). The
         records are the replica's own and only ever read back here, so they are encoded by
         the compiled encoder, not walked and checked (a prepared certificate carries a
         whole block: that walk was 3% of a loaded validator)."""
-        with self._db.write_batch(sync=True, transaction=True) as batch:
-            for record in records:
-                height = int(record.get("height", 0))
-                key = b"j" + _U64.pack(height) + _U64.pack(self._journal_next)
-                batch.put(key, encode_trusted(record))
-                self._journal_next += 1
+        encoded = [encode_trusted(record) for record in records]
+        self._journal.append(encoded, sync=True)
+        self._journal_kept.extend(
+            (int(record.get("height", 0)), data)
+            for record, data in zip(records, encoded, strict=True)
+        )
 
     def journal_records(self) -> list[dict[str, Any]]:
-        """All journal records in the order they were written."""
-        entries = [
-            (_U64.unpack(key[9:17])[0], _decode(value))
-            for key, value in self._db.iterator(prefix=b"j")
-        ]
-        return [record for _, record in sorted(entries, key=lambda entry: entry[0])]
+        """The journal records of undecided heights, in the order they were written."""
+        return [_decode(data) for _, data in self._journal_kept]
 
     def journal_prune_below(self, height: int) -> None:
-        """Drop records of heights already decided; consensus never needs them again.
-        Not synced: a prune lost to a crash leaves records of decided heights, which the
-        replica ignores on restart and the next commit prunes (one fsync less per block)."""
-        with self._db.write_batch() as batch:
-            for key in self._db.iterator(
-                start=b"j", stop=b"j" + _U64.pack(height), include_value=False
-            ):
-                batch.delete(key)
+        """Drop records of heights already decided; consensus never needs them again. The
+        file is rewritten only once it has grown to JOURNAL_REWRITE_BYTES: until then a
+        restart reads records of decided heights too, which the replica ignores."""
+        self._journal_kept = [entry for entry in self._journal_kept if entry[0] >= height]
+        if self._journal.size >= JOURNAL_REWRITE_BYTES:
+            self._journal.rewrite([data for _, data in self._journal_kept])
+
+    def _open_journal(self, path: Path) -> None:
+        self._journal = RecordLog(path / JOURNAL_FILE)
+        self._journal_kept: list[tuple[int, bytes]] = [
+            (int(_decode(data).get("height", 0)), data) for _, data in self._journal.opened_with
+        ]
+        self._journal.opened_with = []
+        # A database written before the journal had its own file kept it under
+        # j<height><sequence>: appended to the file first, then deleted from LevelDB.
+        legacy = sorted(
+            (_U64.unpack(key[9:17])[0], key, value) for key, value in self._db.iterator(prefix=b"j")
+        )
+        if legacy:
+            self.journal_append_many([_decode(value) for _, _, value in legacy])
+            with self._db.write_batch(sync=True) as batch:
+                for _, key, _ in legacy:
+                    batch.delete(key)

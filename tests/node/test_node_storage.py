@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import struct
 import time
 from pathlib import Path
 
+import plyvel
 import pytest
 from node_test_helpers import block_with_certificate
 
 from contracts.genesis import devnet_genesis, load_genesis
 from contracts.state_tree import TreeUpdate, prove, verify_proof
+from node import storage as storage_module
 from node.config import load_config, render_config
 from node.errors import NodeSetupError
 from node.runner import open_storage
-from node.storage import Storage
+from node.storage import JOURNAL_FILE, Storage
+from primitives.encoding import canonical_bytes
 
 
 def test_commit_writes_block_certificate_results_index_and_state_together(tmp_path: Path) -> None:
@@ -91,6 +95,67 @@ def test_journal_records_appended_together_keep_their_order(tmp_path: Path) -> N
     try:
         kinds = [record["kind"] for record in storage.journal_records()]
         assert kinds == ["prepare", "prepared", "commit", "prepare"]
+    finally:
+        storage.close()
+
+
+def test_a_journal_append_cut_short_is_dropped_and_the_rest_kept(tmp_path: Path) -> None:
+    """A kill in the middle of an append (never acknowledged, so never sent) loses only it."""
+    storage = Storage(tmp_path / "db")
+    storage.journal_append({"height": 3, "kind": "prepare"})
+    whole = (tmp_path / "db" / JOURNAL_FILE).stat().st_size
+    storage.journal_append({"height": 3, "kind": "commit"})
+    storage.close()
+    with open(tmp_path / "db" / JOURNAL_FILE, "r+b") as file:
+        file.truncate(whole + 10)
+    storage = Storage(tmp_path / "db")
+    try:
+        assert storage.journal_records() == [{"height": 3, "kind": "prepare"}]
+        storage.journal_append({"height": 3, "kind": "commit again"})
+    finally:
+        storage.close()
+    storage = Storage(tmp_path / "db")
+    try:
+        assert [r["kind"] for r in storage.journal_records()] == ["prepare", "commit again"]
+    finally:
+        storage.close()
+
+
+def test_the_journal_file_is_rewritten_without_decided_heights(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(storage_module, "JOURNAL_REWRITE_BYTES", 2048)
+    storage = Storage(tmp_path / "db")
+    path = tmp_path / "db" / JOURNAL_FILE
+    try:
+        for height in range(1, 200):
+            storage.journal_append_many([{"height": height, "kind": k} for k in ("a", "b")])
+            storage.journal_prune_below(height)
+            assert path.stat().st_size < 2048 + 200
+        assert storage.journal_records() == [{"height": 199, "kind": k} for k in ("a", "b")]
+    finally:
+        storage.close()
+    storage = Storage(tmp_path / "db")
+    try:
+        assert {r["height"] for r in storage.journal_records()} >= {199}
+        assert len(storage.journal_records()) < 100
+    finally:
+        storage.close()
+
+
+def test_journal_entries_of_an_older_database_move_into_the_file(tmp_path: Path) -> None:
+    storage = Storage(tmp_path / "db")
+    storage.close()
+    (tmp_path / "db" / JOURNAL_FILE).unlink()
+    db = plyvel.DB(str(tmp_path / "db"))
+    records = [{"height": 5, "kind": "second"}, {"height": 4, "kind": "first"}]
+    for sequence, record in ((2, records[0]), (1, records[1])):  # as nodes before wrote them
+        db.put(b"j" + struct.pack(">QQ", record["height"], sequence), canonical_bytes(record))
+    db.close()
+    storage = Storage(tmp_path / "db")
+    try:
+        assert storage.journal_records() == [records[1], records[0]]  # in write order
+        assert list(storage._db.iterator(prefix=b"j")) == []
     finally:
         storage.close()
 
