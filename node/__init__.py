@@ -3,7 +3,8 @@
 Modules, from the bottom up:
 - config, keys, errors, clock: the home directory (config.toml, key file), one-line setup errors,
   the node clock (with the development offset).
-- storage: LevelDB; one synced batch per committed block; the safety journal; pending txs.
+- storage: LevelDB, one synced batch per committed block; tree_buffer (the tree's unwritten
+  nodes); record_log (append-only files: the safety journal, pending_log's pending txs).
 - mempool: PROTOCOL §2 admission, nonce ordering, bounds; SignatureCache (one check per tx).
 - application: NodeApplication, the consensus.application.Application over storage + contracts.
 - peers, gossip: authenticated validator links (WebSockets) and batched transaction gossip.
