@@ -79,7 +79,7 @@ WRITE_BUFFER_BYTES = 32 * 1024 * 1024
 MAX_OPEN_FILES = 80
 # The tree is flushed every 16 blocks (half its nodes are replaced within them, so never
 # written; ninth round), or sooner when the nodes held in memory grow past 100,000
-# (~30 MB, estimated: blocks of large mints). A restart rebuilds at most that much from the state.
+# (~30 MB, estimated: blocks of large mints). A restart rebuilds at most that much.
 TREE_FLUSH_BLOCKS = 16
 TREE_FLUSH_NODES = 100_000
 JOURNAL_FILE = "journal.log"  # beside LevelDB's files, which it leaves alone
@@ -450,13 +450,13 @@ class Storage:
         )
 
     def journal_records(self) -> list[dict[str, Any]]:
-        """The journal records of undecided heights, in the order they were written."""
+        """The records of heights not yet decided, in the order they were written."""
         return [_decode(data) for _, data in self._journal_kept]
 
     def journal_prune_below(self, height: int) -> None:
         """Drop records of heights already decided; consensus never needs them again. The
-        file is rewritten only once it has grown to JOURNAL_REWRITE_BYTES: until then a
-        restart reads records of decided heights too, which the replica ignores."""
+        file is rewritten without them once it has grown to JOURNAL_REWRITE_BYTES (until
+        then opening it drops them again)."""
         self._journal_kept = [entry for entry in self._journal_kept if entry[0] >= height]
         if self._journal.size >= JOURNAL_REWRITE_BYTES:
             self._journal.rewrite([data for _, data in self._journal_kept])
@@ -477,3 +477,5 @@ class Storage:
             with self._db.write_batch(sync=True) as batch:
                 for _, key, _ in legacy:
                     batch.delete(key)
+        # The file keeps decided heights until its next rewrite; consensus needs none.
+        self.journal_prune_below(self.height() + 1)

@@ -121,6 +121,25 @@ def test_a_journal_append_cut_short_is_dropped_and_the_rest_kept(tmp_path: Path)
         storage.close()
 
 
+def test_a_reopened_journal_holds_no_decided_height(tmp_path: Path) -> None:
+    """Records of heights the database has committed are not handed back after a reopen,
+    though the file still held them (it is rewritten only when it grows)."""
+    storage = Storage(tmp_path / "db")
+    storage.write_genesis("g" * 64, {"account/a": {"nonce": 0}}, {}, "3" * 64)
+    storage.journal_append_many([{"height": 1, "kind": "commit"}, {"height": 2, "kind": "x"}])
+    block, certificate = block_with_certificate(1, "4" * 64)
+    storage.commit(
+        block, certificate, [], {}, TreeUpdate("4" * 64, {b"n" * 32: b"node"}, set()), []
+    )
+    storage.close()
+    storage = Storage(tmp_path / "db")
+    try:
+        assert storage.height() == 1
+        assert storage.journal_records() == [{"height": 2, "kind": "x"}]
+    finally:
+        storage.close()
+
+
 def test_the_journal_file_is_rewritten_without_decided_heights(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
