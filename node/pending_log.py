@@ -36,12 +36,11 @@ class PendingLog:
         # id -> (offset of the transaction's bytes in the file, their length)
         self._live: dict[str, tuple[int, int]] = {}
         self._live_bytes = 0
-        for offset, payload in self._log.opened_with:
+        for offset, payload in self._log.take_opened():
             tx_id = payload[1:_PREFIX_BYTES].hex()
             self._forget(tx_id)
             if payload[:1] == ADMITTED:
                 self._remember(tx_id, offset + _PREFIX_BYTES, len(payload) - _PREFIX_BYTES)
-        self._log.opened_with = []
 
     def close(self) -> None:
         self._log.close()

@@ -35,7 +35,7 @@ def _framed(payloads: list[bytes]) -> bytes:
 class RecordLog:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self.opened_with: list[tuple[int, bytes]] = []  # (offset, payload) found on opening
+        self._opened_with: list[tuple[int, bytes]] = []
         existed = self.path.exists()
         self.size = self._load()
         self._file = open(self.path, "ab")  # noqa: SIM115 (open for the node's life)
@@ -44,6 +44,11 @@ class RecordLog:
 
     def close(self) -> None:
         self._file.close()
+
+    def take_opened(self) -> list[tuple[int, bytes]]:
+        """(offset, payload) of each record found on opening, handed over once."""
+        records, self._opened_with = self._opened_with, []
+        return records
 
     def append(self, payloads: list[bytes], *, sync: bool) -> list[int]:
         """Append records in one write; return each payload's offset. With `sync` they are
@@ -103,7 +108,7 @@ class RecordLog:
             payload = data[start : start + length]
             if len(payload) < length or zlib.crc32(payload) != crc:
                 break
-            self.opened_with.append((start, payload))
+            self._opened_with.append((start, payload))
             offset = start + length
         if offset < len(data):
             log.warning(

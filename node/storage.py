@@ -464,9 +464,8 @@ class Storage:
     def _open_journal(self, path: Path) -> None:
         self._journal = RecordLog(path / JOURNAL_FILE)
         self._journal_kept: list[tuple[int, bytes]] = [
-            (int(_decode(data).get("height", 0)), data) for _, data in self._journal.opened_with
+            (int(_decode(data).get("height", 0)), data) for _, data in self._journal.take_opened()
         ]
-        self._journal.opened_with = []
         # A database written before the journal had its own file kept it under
         # j<height><sequence>: appended to the file first, then deleted from LevelDB.
         legacy = sorted(

@@ -23,6 +23,16 @@ def txs(numbers: range) -> dict[str, bytes]:
     return dict(tx(number) for number in numbers)
 
 
+def two_writes(path: Path, first: range, second: range) -> int:
+    """Admit `first`, then `second`, in two appends; the file's size between them."""
+    log = PendingLog(path)
+    log.pending_put_many(txs(first))
+    size = path.stat().st_size
+    log.pending_put_many(txs(second))
+    log.close()
+    return size
+
+
 def test_admitted_and_not_removed_survive_reopening(tmp_path: Path) -> None:
     log = PendingLog(tmp_path / FILE_NAME)
     log.pending_put_many(txs(range(10)))
@@ -40,11 +50,7 @@ def test_admitted_and_not_removed_survive_reopening(tmp_path: Path) -> None:
 @pytest.mark.parametrize("cut", [1, 5, 9, 20, 40])
 def test_a_write_cut_short_loses_only_itself(tmp_path: Path, cut: int) -> None:
     path = tmp_path / FILE_NAME
-    log = PendingLog(path)
-    log.pending_put_many(txs(range(3)))
-    whole = path.stat().st_size
-    log.pending_put_many(txs(range(3, 4)))
-    log.close()
+    whole = two_writes(path, range(3), range(3, 4))
     with open(path, "r+b") as file:
         file.truncate(whole + cut)  # inside the last record: its header or its payload
     reopened = PendingLog(path)
@@ -59,11 +65,7 @@ def test_a_write_cut_short_loses_only_itself(tmp_path: Path, cut: int) -> None:
 
 def test_a_damaged_record_ends_the_log(tmp_path: Path) -> None:
     path = tmp_path / FILE_NAME
-    log = PendingLog(path)
-    log.pending_put_many(txs(range(2)))
-    good = path.stat().st_size
-    log.pending_put_many(txs(range(2, 4)))
-    log.close()
+    good = two_writes(path, range(2), range(2, 4))
     data = bytearray(path.read_bytes())
     data[good + 20] ^= 0xFF  # a bit flipped in the third record's payload
     path.write_bytes(bytes(data))
