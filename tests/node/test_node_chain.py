@@ -201,6 +201,11 @@ def test_whole_chain_killed_with_sigkill_mid_load_restarts_consistent(chain: Cha
         assert wait_until(lambda tx_id=last_accepted: chain.committed(chain.urls[0], tx_id), 40), (
             chain.log_tail()
         )
+        # Node 0 can report it before the others answer again (the transaction may have
+        # committed before the kill); the next round submits to every node.
+        assert wait_until(lambda: all(rpc_height(url) >= 0 for url in chain.urls), 30), (
+            chain.log_tail()
+        )
     target = max(rpc_height(url) for url in chain.urls) + 3
     assert wait_until(lambda: all(rpc_height(url) >= target for url in chain.urls), 40), (
         chain.log_tail()
