@@ -3,10 +3,11 @@
 Everything a committed block changes (block, certificate, results, tx index,
 state values, the owner index, meta) goes into one write batch written with
 sync=True, so a kill at any instant leaves either the old height or the new one.
-The state tree is written every TREE_FLUSH_BLOCKS blocks, in that block's batch:
-the database holds the tree as of that flush (no older node), the keys each block
-since changed, and memory the rest (node/tree_buffer.py); opening the database
-rebuilds the newest tree from those keys' values. Beside LevelDB's files, two record
+The state tree is written every TREE_FLUSH_BLOCKS blocks, by a thread, in a synced
+batch of its own after that block's: the database holds the tree as of the last flush
+(no older node), the keys each block changed since, and memory the rest
+(node/tree_buffer.py); opening the database rebuilds the newest tree from those keys'
+values. Beside LevelDB's files, two record
 logs (node/record_log.py) hold what lives only seconds: the safety journal (what this
 validator signed, synced before the replica's messages leave the process) and the
 pending transactions (node/pending_log.py).
@@ -33,7 +34,9 @@ Token history lives in the state itself (contracts keep it), so it is not indexe
 
 from __future__ import annotations
 
+import random
 import struct
+import threading
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -129,15 +132,24 @@ class Storage:
         self._narrow_nodes: BoundedCache[bytes, bytes] = BoundedCache(NARROW_NODES_CACHED)
         self._tree = TreeBuffer()
         self._tree_height = 0
+        # Validators flushing at the same heights stalled together; a random first
+        # interval spreads their flushes over the TREE_FLUSH_BLOCKS heights.
+        self._flush_interval = random.randint(1, TREE_FLUSH_BLOCKS)
+        self._flushing: TreeBuffer | None = None  # being written by the flush thread
+        self._flush_thread: threading.Thread | None = None
+        self._flush_error: BaseException | None = None
         self._open_tree()
         self._pending = PendingLog(path / PENDING_FILE)
         self._move_pending_to_log()
 
     def close(self) -> None:
-        if not self._db.closed:
+        if self._db.closed:
+            return
+        try:
+            self.wait_for_tree_write()  # if it failed, the stored tree is older: keep the keys
             if len(self._tree):
-                with self._db.write_batch(sync=True, transaction=True) as batch:
-                    self._flush_tree(batch, self.state_root(), self.height())
+                self._write_tree(self._tree, self.state_root(), self._tree_height, self.height())
+        finally:
             self._db.close()
             self._pending.close()
             self._journal.close()
@@ -215,11 +227,11 @@ class Storage:
     def get_node(self, node_hash: bytes) -> bytes | None:
         # Nodes are content-addressed and never change, so caching them is always right;
         # the upper levels of the tree are read by every block.
-        node = (
-            self._tree.made.get(node_hash)
-            or self._wide_nodes.get(node_hash)
-            or self._narrow_nodes.get(node_hash)
-        )
+        node = self._tree.made.get(node_hash)
+        if node is None and (flushing := self._flushing) is not None:
+            node = flushing.made.get(node_hash)
+        if node is None:
+            node = self._wide_nodes.get(node_hash) or self._narrow_nodes.get(node_hash)
         if node is None:
             node = self._db.get(b"n" + node_hash)
             if node is not None:
@@ -265,15 +277,13 @@ class Storage:
         """Write a final block and all it changes in one synced atomic batch.
         A write whose value is None deletes the key. `tree` is the update from the
         committed root to this block's: its nodes join those held since the last flush,
-        and every TREE_FLUSH_BLOCKS blocks they are written and the stale ones deleted,
-        so the database never holds an older tree than the flushed one (proofs are
-        served at the newest block; every execution starts from it). `previous` reads a
+        and every TREE_FLUSH_BLOCKS blocks they are written and the stale ones deleted
+        (_start_tree_write), so the database never holds an older tree than the flushed
+        one (proofs are served at the newest block; every execution starts from it). `previous` reads a
         key's committed value (the owner index needs each written token's old owner); a
         caller with the values cached passes its reader, else they come from the database."""
+        self._raise_flush_error()
         height = block.height
-        flush = (
-            height - self._tree_height >= TREE_FLUSH_BLOCKS or len(self._tree) >= TREE_FLUSH_NODES
-        )
         with self._db.write_batch(sync=True, transaction=True) as batch:
             # Block, certificate and results are canonical by construction (checked on
             # the way in, or built here): the compiled encoder writes the same bytes.
@@ -290,10 +300,7 @@ class Storage:
                 else:
                     data = encoded.get(key)
                     batch.put(b"s" + key.encode(), canonical_bytes(value) if data is None else data)
-            if flush:
-                self._flush_tree(batch, tree.root, height, tree)
-            else:
-                batch.put(_height_key(b"k", height), encode_trusted(list(writes)))
+            batch.put(_height_key(b"k", height), encode_trusted(list(writes)))
             for token, old_owner, new_owner in self._owner_changes(
                 writes, previous or self.state_get
             ):
@@ -307,10 +314,7 @@ class Storage:
             batch.put(b"mstate_root", canonical_bytes(block.header["state_root"]))
             for name, value in (extra_meta or {}).items():
                 batch.put(b"m" + name.encode(), canonical_bytes(value))
-        if flush:
-            self._tree, self._tree_height = TreeBuffer(), height
-        else:
-            self._tree.add(tree.new_nodes, tree.stale_nodes)
+        self._tree.add(tree.new_nodes, tree.stale_nodes)
         for node_hash in tree.stale_nodes:
             self._wide_nodes.pop(node_hash, None)
             self._narrow_nodes.pop(node_hash, None)
@@ -318,25 +322,62 @@ class Storage:
         # The next proposal reads this block's header: spare decoding the whole block.
         self._recent_blocks.put(height, block)
         self._recent_results.put(height, results)
+        due = (
+            height - self._tree_height >= self._flush_interval
+            or len(self._tree) >= TREE_FLUSH_NODES
+        )
+        if due and self._flushing is None:
+            self._start_tree_write(tree.root, height)
 
     # ---- the stored tree ------------------------------------------------------
-    def _flush_tree(
-        self, batch: Any, root: str | None, height: int, last: TreeUpdate | None = None
-    ) -> None:
-        """Into `batch`: store the tree of `height` (the buffered nodes, and `last`, the
-        update to it not yet added to them) and drop the changed keys that were kept for
-        rebuilding it."""
-        to_store, to_delete = self._tree.stored_with(
-            last.new_nodes if last else {}, last.stale_nodes if last else set()
-        )
-        for node_hash, node in to_store:
-            batch.put(b"n" + node_hash, node)
-        for node_hash in to_delete:
-            batch.delete(b"n" + node_hash)
-        for changed in range(self._tree_height + 1, height + 1):
-            batch.delete(_height_key(b"k", changed))
-        batch.put(b"mtree_root", canonical_bytes(root))
-        batch.put(b"mtree_height", canonical_bytes(height))
+    def _start_tree_write(self, root: str | None, height: int) -> None:
+        """Hand the buffered nodes to a thread that writes the tree of `height` (LevelDB
+        releases the GIL while it writes): a flush is some 100,000 entries and 200 ms of
+        CPU, which on the commit path stalled every validator at the same height. Later
+        blocks buffer anew meanwhile; reads find the nodes being written in `_flushing`."""
+        buffer, since = self._tree, self._tree_height
+        self._flushing = buffer
+        self._tree, self._tree_height = TreeBuffer(), height
+        self._flush_interval = TREE_FLUSH_BLOCKS
+
+        def write() -> None:
+            try:
+                self._write_tree(buffer, root, since, height)
+            except Exception as exc:  # raised on the main thread by the next commit
+                self._flush_error = exc  # (the nodes stay readable in `_flushing`)
+            else:
+                self._flushing = None
+
+        # Not a daemon: exiting waits for the write rather than closing LevelDB under it.
+        self._flush_thread = threading.Thread(target=write, name="tree-flush")
+        self._flush_thread.start()
+
+    def wait_for_tree_write(self) -> None:
+        """Return once no tree write is in progress (raising what it failed with)."""
+        if self._flush_thread is not None:
+            self._flush_thread.join()
+            self._flush_thread = None
+        self._raise_flush_error()
+
+    def _raise_flush_error(self) -> None:
+        # Kept: the stored tree is older than the buffer assumes until the database is
+        # reopened (which rebuilds from the changed keys), so nothing may be written.
+        if self._flush_error is not None:
+            raise self._flush_error
+
+    def _write_tree(self, buffer: TreeBuffer, root: str | None, since: int, height: int) -> None:
+        """Store the tree of `height`: the stored one (of `since`) changed by `buffer`, and
+        drop the changed keys kept for rebuilding it, in one synced batch. The keys of the
+        blocks after `height` stay: they rebuild the newer tree over this one."""
+        with self._db.write_batch(sync=True, transaction=True) as batch:
+            for node_hash, node in buffer.made.items():
+                batch.put(b"n" + node_hash, node)
+            for node_hash in buffer.dropped:
+                batch.delete(b"n" + node_hash)
+            for changed in range(since + 1, height + 1):
+                batch.delete(_height_key(b"k", changed))
+            batch.put(b"mtree_root", canonical_bytes(root))
+            batch.put(b"mtree_height", canonical_bytes(height))
 
     def _open_tree(self) -> None:
         """Rebuild in memory the newest tree from the stored one and the values of the keys

@@ -10,9 +10,7 @@ replaced between two flushes never reaches LevelDB."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from collections.abc import Set as AbstractSet
-from itertools import chain
+from collections.abc import Iterable, Mapping
 
 
 class TreeBuffer:
@@ -35,21 +33,3 @@ class TreeBuffer:
                 dropped.discard(node_hash)  # flushed, dropped, and back: it stays stored
             else:
                 made[node_hash] = node
-
-    def stored_with(
-        self, new_nodes: Mapping[bytes, bytes], stale_nodes: AbstractSet[bytes]
-    ) -> tuple[Iterator[tuple[bytes, bytes]], Iterator[bytes]]:
-        """What add(new_nodes, stale_nodes) would leave in `made` and `dropped`, computed
-        without changing or copying this buffer: a flush writes them in the block's batch,
-        and the buffer must stay as it is until that batch is written (a copy doubled the
-        buffer's memory at every flush)."""
-        made, dropped = self.made, self.dropped
-        to_store = chain(
-            ((h, node) for h, node in made.items() if h not in stale_nodes),
-            ((h, node) for h, node in new_nodes.items() if h not in dropped),
-        )
-        to_delete = chain(
-            (h for h in dropped if h not in new_nodes),
-            (h for h in stale_nodes if h not in made),
-        )
-        return to_store, to_delete

@@ -100,6 +100,7 @@ def test_the_database_and_memory_hold_exactly_the_newest_tree(
         assert tree.root == expected.root
         block, certificate = block_with_certificate(height, tree.root)
         storage.commit(block, certificate, [], changes, tree, [])
+        storage.wait_for_tree_write()
         root = tree.root
         for key, value in changes.items():
             serial = key.rpartition(":")[2]
@@ -140,3 +141,96 @@ def test_a_state_that_does_not_match_the_tree_is_refused(tmp_path: Path) -> None
     storage._db.close()  # killed before a flush
     with pytest.raises(NodeSetupError, match="do not agree"):
         Storage(tmp_path / "db")
+
+
+def _commit_block(storage: Storage, root: str, height: int, first: int) -> str:
+    changes = {"token/c:%d" % serial: {"n": height} for serial in range(first, first + 40)}
+    tree = apply_changes(storage, root, changes, storage.state_get)
+    block, certificate = block_with_certificate(height, tree.root)
+    storage.commit(block, certificate, [], changes, tree, [])
+    return tree.root
+
+
+def test_blocks_commit_and_read_the_tree_while_it_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The flush runs on its own thread: held at its start, the blocks after it commit,
+    reading the nodes being written from memory; once it lands, the database holds the
+    tree of its height and every key since proves."""
+    import threading
+
+    import node.storage as storage_module
+
+    monkeypatch.setattr(storage_module, "TREE_FLUSH_BLOCKS", 2)
+    release, started = threading.Event(), threading.Event()
+    write_tree = Storage._write_tree
+
+    def held_write(self: Storage, *args: Any) -> None:
+        started.set()
+        assert release.wait(10)
+        write_tree(self, *args)
+
+    monkeypatch.setattr(Storage, "_write_tree", held_write)
+    storage = Storage(tmp_path / "db")
+    storage.write_genesis("g" * 64, {}, {}, EMPTY_ROOT)
+    root, height = EMPTY_ROOT, 0
+    while not started.is_set():
+        height += 1
+        root = _commit_block(storage, root, height, 40 * height)
+    flushed_root, flushed_height = root, height
+    for _ in range(3):
+        height += 1
+        root = _commit_block(storage, root, height, 40 * height)
+    assert storage.get_meta("tree_height") != flushed_height  # still held
+    release.set()
+    storage.wait_for_tree_write()
+    assert storage.get_meta("tree_root") == flushed_root
+    stored = _stored_nodes(storage)
+    assert stored == _tree_nodes(flushed_root, stored)
+    newest = _newest_tree_view(storage)
+    assert newest == _tree_nodes(root, newest)
+    for serial in (40, 40 * height + 39):
+        key = "token/c:%d" % serial
+        assert verify_proof(root, key, storage.state_get(key), prove(storage, root, key))
+    storage.close()
+
+
+def test_a_failed_tree_write_stops_every_later_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A flush that fails (a full disk) raises on the committing thread at the next commit,
+    before that block is written, and again at close, which then writes no tree over the
+    older stored one; reopening rebuilds the newest tree from the changed keys."""
+    import threading
+
+    import node.storage as storage_module
+
+    monkeypatch.setattr(storage_module, "TREE_FLUSH_BLOCKS", 1)
+    release = threading.Event()
+
+    def failing_write(self: Storage, *args: Any) -> None:
+        assert release.wait(10)
+        raise OSError("No space left on device")
+
+    storage = Storage(tmp_path / "db")
+    storage.write_genesis("g" * 64, {}, {}, EMPTY_ROOT)
+    root = _commit_block(storage, EMPTY_ROOT, 1, 0)
+    storage.wait_for_tree_write()
+    monkeypatch.setattr(Storage, "_write_tree", failing_write)
+    root = _commit_block(storage, root, 2, 40)  # its flush is held, then fails
+    root = _commit_block(storage, root, 3, 80)  # buffered while the flush runs
+    release.set()
+    with pytest.raises(OSError, match="No space"):
+        storage.wait_for_tree_write()
+    with pytest.raises(OSError, match="No space"):
+        _commit_block(storage, root, 4, 120)
+    with pytest.raises(OSError, match="No space"):
+        storage.close()
+    assert storage._db.closed
+    monkeypatch.undo()
+    reopened = Storage(tmp_path / "db")
+    assert reopened.get_meta("tree_height") == 1 and reopened.height() == 3
+    for serial in (79, 119):
+        key = "token/c:%d" % serial
+        assert verify_proof(root, key, reopened.state_get(key), prove(reopened, root, key))
+    reopened.close()
