@@ -200,6 +200,8 @@ def test_a_block_transaction_matches_a_pending_one_only_if_identical_in_type() -
     assert (
         pool.known_parsed(dict(tx.to_dict(), body=dict(tx.body, birth_date="1990-01-01"))) is None
     )
+    assert pool.known_parsed(dict(tx.to_dict(), nonce=float(tx.nonce))) is None
+    assert pool.known_parsed(dict(tx.to_dict(), nonce=2**70)) is None  # not encodable
     assert pool.known_parsed("not a map") is None
 
 

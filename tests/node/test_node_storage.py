@@ -215,19 +215,21 @@ def test_a_second_node_on_the_same_home_is_refused(tmp_path: Path) -> None:
 def test_tree_node_cache_keeps_wide_nodes_apart_from_narrow_ones(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Committed internal nodes are cached (leaves are not) in two bounded FIFOs by width,
-    so a run of narrow nodes never pushes out the wide ones every path goes through; a
-    node evicted from the cache is still read from LevelDB."""
+    """The internal nodes of a flushed tree are cached (leaves are not) in two bounded FIFOs
+    by width, so a run of narrow nodes never pushes out the wide ones every path goes
+    through; a node evicted from the cache is still read from LevelDB."""
     import node.storage as storage_module
     from contracts.state_tree import apply_changes
 
     monkeypatch.setattr(storage_module, "NARROW_NODES_CACHED", 4)
+    monkeypatch.setattr(storage_module, "TREE_FLUSH_BLOCKS", 1)
     storage = Storage(tmp_path / "db")
     storage.write_genesis("g" * 64, {}, {}, "0" * 64)
     tree = apply_changes(storage, "0" * 64, {"token/c:%d" % i: {"n": i} for i in range(40)})
     nodes = tree.new_nodes
     block, certificate = block_with_certificate(1, tree.root)
     storage.commit(block, certificate, [], {}, tree, [])
+    storage.wait_for_tree_write()
     internal = [h for h, data in nodes.items() if len(data) != 65]
     wide = [h for h in internal if len(nodes[h]) >= storage_module.WIDE_NODE_BYTES]
     narrow = [h for h in internal if h not in wide]
