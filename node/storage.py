@@ -7,10 +7,9 @@ The state tree is written every TREE_FLUSH_BLOCKS blocks, by a thread, in a sync
 batch of its own after that block's: the database holds the tree as of the last flush
 (no older node), the keys each block changed since, and memory the rest
 (node/tree_buffer.py); opening the database rebuilds the newest tree from those keys'
-values. Beside LevelDB's files, two record
-logs (node/record_log.py) hold what lives only seconds: the safety journal (what this
-validator signed, synced before the replica's messages leave the process) and the
-pending transactions (node/pending_log.py).
+values. Beside LevelDB's files, two record logs (node/record_log.py) hold what lives
+only seconds: the safety journal (what this validator signed, synced before the
+replica's messages leave the process) and the pending transactions (node/pending_log.py).
 
 Key layout (one-letter prefixes; heights big-endian so they sort):
   m<name>                 meta (height, head, state_root, tree_root/tree_height of the

@@ -101,6 +101,17 @@ def sample_process(pid: int) -> ProcessSample:
     return ProcessSample(cpu, main_thread_cpu, memory_kb["VmHWM:"] / 1024, memory_kb["RssAnon:"] / 1024)
 
 
+def reset_peak_rss(pid: int) -> bool:
+    """Start the process's VmHWM again from its current RSS (Linux 4.0+), so the peak of the
+    load is told apart from the preparation's; False where the kernel refuses."""
+    try:
+        with open("/proc/%d/clear_refs" % pid, "w") as handle:
+            handle.write("5")
+        return True
+    except OSError:
+        return False
+
+
 async def settle_compaction(pids: list[int], limit_s: float = 300.0) -> None:
     """Wait until no node's LevelDB compacts (its background thread idle for 2 s).
 
@@ -438,6 +449,7 @@ async def run_once(label: str, base_port: int, rate: int, duration_s: float, tok
                 start_height = (await response.json())["height"] + 1
             view_changes_before = await view_changes_total(session, net.urls)
             before = {pid: sample_process(pid) for pid in net.node_pids()}
+            peak_reset = {pid: reset_peak_rss(pid) for pid in before}
             commits: dict[str, float] = {}
             queue: multiprocessing.Queue = multiprocessing.Queue()
             loader = multiprocessing.Process(
@@ -472,9 +484,11 @@ async def run_once(label: str, base_port: int, rate: int, duration_s: float, tok
             report.nodes.append({"pid": pid, "cpu_s": round(sample.cpu_seconds - start.cpu_seconds, 1),
                                  "main_thread_cpu_s": round(
                                      sample.main_thread_cpu_seconds - start.main_thread_cpu_seconds, 1),
-                                 "peak_rss_mb": round(sample.peak_rss_mb, 1),
-                                 # the peak reached while preparing (mint blocks), before the load
+                                 "peak_rss_mb": round(max(sample.peak_rss_mb, start.peak_rss_mb), 1),
+                                 # the peak while preparing (mint blocks) and the load's own
                                  "peak_rss_prepared_mb": round(start.peak_rss_mb, 1),
+                                 "peak_rss_load_mb": round(sample.peak_rss_mb, 1)
+                                 if peak_reset.get(pid) else None,
                                  "anon_rss_mb": round(sample.anon_rss_mb, 1)})
     submitted = outcome["submitted"]
     window_start, window_end = wall_start + warmup_s, wall_start + duration_s
@@ -508,8 +522,9 @@ def print_table(summary: dict) -> None:
                         run["never_committed"]))
         for node in run["nodes"]:
             print("    node pid %(pid)d: cpu %(cpu_s)s s (main thread %(main_thread_cpu_s)s s, the rest"
-                  " LevelDB compaction), peak RSS %(peak_rss_mb)s MB (%(peak_rss_prepared_mb)s MB"
-                  " before the load; anonymous at the end: %(anon_rss_mb)s MB)" % node)
+                  " LevelDB compaction), peak RSS %(peak_rss_mb)s MB (during the load"
+                  " %(peak_rss_load_mb)s MB, before it %(peak_rss_prepared_mb)s MB; anonymous at the"
+                  " end: %(anon_rss_mb)s MB)" % node)
         print("    load process: cpu %(load_cpu_s)s s; this process, following commits: cpu %(bench_cpu_s)s s"
               % run)
     print("share of the signature bound at the maximum rate: %.1f%%" % (100 * summary["share_of_bound"]))
