@@ -316,8 +316,8 @@ class Storage:
             batch.put(b"mstate_root", canonical_bytes(block.header["state_root"]))
             for name, value in (extra_meta or {}).items():
                 batch.put(b"m" + name.encode(), canonical_bytes(value))
-        self._tree.add(tree.new_nodes, tree.stale_nodes)
-        for node_hash in tree.stale_nodes:
+        # Nodes are cached when their tree is flushed, so ones made since are in no cache.
+        for node_hash in self._tree.add(tree.new_nodes, tree.stale_nodes):
             self._wide_nodes.pop(node_hash, None)
             self._narrow_nodes.pop(node_hash, None)
         # The next proposal reads this block's header: spare decoding the whole block.

@@ -21,15 +21,19 @@ class TreeBuffer:
     def __len__(self) -> int:
         return len(self.made) + len(self.dropped)
 
-    def add(self, new_nodes: Mapping[bytes, bytes], stale_nodes: Iterable[bytes]) -> None:
+    def add(self, new_nodes: Mapping[bytes, bytes], stale_nodes: Iterable[bytes]) -> list[bytes]:
         """Take in one update of the newest tree (`apply_changes`: its new nodes are ones the
-        tree lacked, its stale ones ones the tree held)."""
+        tree lacked, its stale ones ones the tree held). Returns the stale nodes that were
+        stored (or are being stored), not made since: only those can be in a node cache."""
         made, dropped = self.made, self.dropped
+        stored_stale = []
         for node_hash in stale_nodes:
             if made.pop(node_hash, None) is None:
                 dropped.add(node_hash)
+                stored_stale.append(node_hash)
         for node_hash, node in new_nodes.items():
             if node_hash in dropped:
                 dropped.discard(node_hash)  # flushed, dropped, and back: it stays stored
             else:
                 made[node_hash] = node
+        return stored_stale
