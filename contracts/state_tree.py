@@ -44,6 +44,15 @@ class NodeStore(Protocol):
     def get_node(self, node_hash: bytes) -> bytes | None: ...
 
 
+class CachingNodeStore(NodeStore, Protocol):
+    """A store whose caches the compiled walk reads itself, before calling get_node (a
+    Python call per node read was a tenth of a block's walk on a validator)."""
+
+    def node_maps(self) -> tuple[dict[bytes, bytes], ...]:
+        """Dicts of nodes by hash, read in order; get_node still answers for every node."""
+        ...
+
+
 class MemoryNodeStore:
     """Nodes in a dict: for tests, the simulator and the auditor."""
 
@@ -366,29 +375,29 @@ def apply_changes(
     the old root's nodes that only older roots need (a store that keeps the newest
     version only deletes those). `current`, when given, reads a key's value under
     `root_hex` (a caller that has them cached spares the store a read per changed key, see
-    _with_current_leaves). The values are encoded unchecked (_hashed): never pass one that
+    _current_leaves). The values are encoded unchecked (_hashed): never pass one that
     came from outside without check_value. The walk is compiled; reference_apply_changes
     is the same in Python."""
     updates, encoded = _hashed(changes)
-    get_node = store.get_node
+    node_maps = getattr(store, "node_maps", None)  # a CachingNodeStore
+    maps = node_maps() if node_maps is not None else ()
     if current is not None:
-        get_node = _with_current_leaves(get_node, changes, updates, current)
+        maps = (_current_leaves(changes, updates, current), *maps)
     # The compiled walk sorts the updates; a node it made again with the bytes it had (a
     # value set to what it was) is neither new nor stale.
     root, new_nodes, stale = _compiled_update(
-        get_node, bytes.fromhex(root_hex) or EMPTY_HASH, updates, StateTreeError
+        store.get_node, bytes.fromhex(root_hex) or EMPTY_HASH, updates, StateTreeError, maps
     )
     return TreeUpdate(root.hex(), new_nodes, stale, encoded)
 
 
-def _with_current_leaves(
-    get_node: Callable[[bytes], bytes | None],
+def _current_leaves(
     changes: Mapping[str, Any | None],
     updates: list[tuple[bytes, bytes | None]],
     current: Callable[[str], Any | None],
-) -> Callable[[bytes], bytes | None]:
-    """get_node, answering first with the leaves the changed keys have now, rebuilt from
-    their values (leaf = tag, path, sha256 of the value's canonical bytes). Each changed
+) -> dict[bytes, bytes]:
+    """The leaves the changed keys have now, by hash, rebuilt from their values (leaf =
+    tag, path, sha256 of the value's canonical bytes): the walk reads them first. Each changed
     key's walk ends at its old leaf, the one node of its path a node cache rarely holds
     (with a million tokens, most of a block's random reads). Nodes are content-addressed:
     a rebuilt leaf is either exactly the node asked for or never asked for."""
@@ -398,14 +407,7 @@ def _with_current_leaves(
         if value is not None:
             leaf = _LEAF_PREFIX + path + _sha256(encode_trusted(value)).digest()
             leaves[_sha256(leaf).digest()] = leaf
-    if not leaves:
-        return get_node
-
-    def get(node_hash: bytes) -> bytes | None:
-        leaf = leaves.get(node_hash)
-        return leaf if leaf is not None else get_node(node_hash)
-
-    return get
+    return leaves
 
 
 def reference_apply_changes(

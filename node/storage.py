@@ -237,6 +237,13 @@ class Storage:
                 self._cache_node(node_hash, node)
         return node
 
+    def node_maps(self) -> tuple[dict[bytes, bytes], ...]:
+        """Where get_node looks before the database, in its order, for the compiled walk
+        (contracts.state_tree.CachingNodeStore)."""
+        flushing = self._flushing
+        made = (self._tree.made,) if flushing is None else (self._tree.made, flushing.made)
+        return (*made, self._wide_nodes, self._narrow_nodes)
+
     def _cache_node(self, node_hash: bytes, node: bytes) -> None:
         cache = self._wide_nodes if len(node) >= WIDE_NODE_BYTES else self._narrow_nodes
         cache.put(node_hash, node)

@@ -121,6 +121,60 @@ def test_current_values_spare_the_leaf_reads(batches: list[dict[str, Any]], stal
         root = plain.root
 
 
+class CachingStore(RecordingStore):
+    """A store that hands the walk two dicts holding some of its nodes (a CachingNodeStore,
+    as node.storage.Storage with its caches); get_node answers for all of them."""
+
+    def __init__(self, share: int) -> None:
+        super().__init__()
+        self.share = share  # of 8: the nodes (by their hash's first byte) in the maps
+
+    def node_maps(self) -> tuple[dict[bytes, bytes], ...]:
+        cached = [h for h in self.nodes if h[0] % 8 < self.share]
+        return (
+            {h: self.nodes[h] for h in cached if h[0] % 2},
+            {h: self.nodes[h] for h in cached if not h[0] % 2},
+        )
+
+
+@settings(max_examples=100, deadline=None)
+@given(BATCHES, st.integers(0, 8))
+def test_nodes_from_the_maps_change_nothing_but_the_reads(
+    batches: list[dict[str, Any]], share: int
+) -> None:
+    """A walk that reads some nodes from the store's maps gives the same update, and asks
+    get_node only for the nodes the maps lack, in the reference's order."""
+    caching, plain = CachingStore(share), RecordingStore()
+    root = EMPTY_ROOT
+    for changes in batches:
+        maps = caching.node_maps()
+        update = apply_changes(caching, root, changes)
+        assert_same(update, apply_changes(plain, root, changes))
+        assert caching.reads == [h for h in plain.reads if not any(h in m for m in maps)]
+        caching.reads.clear()
+        plain.reads.clear()
+        commit(caching, update)
+        commit(plain, update)
+        root = update.root
+
+
+def test_a_corrupt_node_in_a_map_is_refused_like_a_stored_one() -> None:
+    store = MemoryNodeStore()
+    first = apply_changes(store, EMPTY_ROOT, {"a": 1, "b": 2})
+    store.put_nodes(first.new_nodes)
+    root = bytes.fromhex(first.root)
+    with pytest.raises(StateTreeError, match="corrupt tree node " + first.root):
+        _state_tree.update(
+            store.get_node, root, [(key_hash("c"), None)], StateTreeError, ({root: b"\x01"},)
+        )
+    with pytest.raises(TypeError, match="a tree node must be bytes"):
+        _state_tree.update(
+            store.get_node, root, [(key_hash("c"), None)], StateTreeError, ({root: "text"},)
+        )
+    with pytest.raises(TypeError, match="maps must be a tuple of dicts"):
+        _state_tree.update(store.get_node, root, [], StateTreeError, ([],))
+
+
 @settings(max_examples=25, deadline=None)
 @given(st.integers(1, 60), st.randoms(use_true_random=False))
 def test_collapsing_to_one_leaf_and_to_empty(size: int, rng: Any) -> None:
