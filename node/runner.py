@@ -144,7 +144,7 @@ class NodeRuntime:
         offset_ms = storage.get_meta("clock_offset_ms") if genesis.dev else 0
         self.clock = NodeClock(int(offset_ms or 0))
         self.metrics = NodeMetrics()
-        self.signatures = SignatureCache()
+        self.signatures = SignatureCache(capacity=2 * config.mempool_max_txs)
         self.view = _View(storage)
         self.mempool = Mempool(
             chain_id=genesis.chain_id,
