@@ -52,6 +52,10 @@ class SignatureCache:
     def __init__(self, capacity: int = SIGNATURE_CACHE_SIZE) -> None:
         self._checked: BoundedCache[bytes, None] = BoundedCache(capacity)
 
+    @property
+    def capacity(self) -> int:
+        return self._checked.capacity
+
     def __contains__(self, tx: object) -> bool:
         return isinstance(tx, SignedTx) and self._key(tx) in self._checked
 

@@ -181,10 +181,12 @@ async def test_every_admission_error_has_its_code(node: Node, case: str, code: s
 
 
 async def test_mempool_full_answers_503() -> None:
-    """Past the mempool bound a submission gets 503 mempool_full and earlier ones stay pending."""
+    """Past the mempool bound a submission gets 503 mempool_full and earlier ones stay pending;
+    the signature cache is sized by that bound."""
     client, runtime = await _start_node(max_txs=2)
     node = Node(client, runtime)
     try:
+        assert runtime.signatures.capacity == 4
         ids = []
         for nonce in range(2):
             status, answer = await node.post(
