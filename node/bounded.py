@@ -22,6 +22,6 @@ class BoundedCache(OrderedDict[K, V]):
         self.capacity = capacity
 
     def put(self, key: K, value: V) -> None:
-        if len(self) >= self.capacity and key not in self:
+        self[key] = value  # a key already held keeps its place and the size
+        if len(self) > self.capacity:
             self.popitem(last=False)
-        self[key] = value

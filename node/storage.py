@@ -255,9 +255,13 @@ class Storage:
         are read from the buffer, and half of the nodes a block makes are replaced before
         it (caching each block's was 3% of a loaded validator). Leaves are left out: a
         block rarely reads one it did not just write."""
+        wide, narrow = self._wide_nodes, self._narrow_nodes
         for node_hash, node in nodes.items():
-            if len(node) != LEAF_BYTES:
-                self._cache_node(node_hash, node)
+            size = len(node)
+            if size >= WIDE_NODE_BYTES:
+                wide.put(node_hash, node)
+            elif size != LEAF_BYTES:
+                narrow.put(node_hash, node)
 
     # ---- indexes ----------------------------------------------------------
     def tokens_of(self, owner: str, *, after: str | None, limit: int) -> list[str]:
