@@ -265,12 +265,18 @@ class SignedTx:
     body: dict[str, Any]
     signature: str | None
     id: str
-    payload: bytes
     encoded: bytes
 
     def __hash__(self) -> int:
         # The body is a dict, so hash by the id, which commits to everything but the signature.
         return hash(self.id)
+
+    @property
+    def payload(self) -> bytes:
+        """The signing payload, cut from the canonical bytes rather than kept: it is needed
+        once, for the signature check, and a mint's is 13 KB, held by every mempool."""
+        payload = _payload_from_encoded(self.encoded, self.signature is not None)
+        return payload if payload is not None else signing_payload(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         """The signed transaction object of PROTOCOL §2 (without `signature` when unsigned)."""
@@ -284,6 +290,26 @@ class SignedTx:
         if self.signature is not None:
             value["signature"] = self.signature
         return value
+
+
+# A signed transaction's canonical bytes are a map of six entries (a map of five unsigned)
+# whose keys sort body, chain_id, nonce, sender, signature, type: the signature's entry,
+# its key and then a str of 128 hex digits, is the last but one. From its start on, only
+# those digits and the entry of `type` follow, which cannot hold the entry's first bytes.
+_SIGNED_MAP, _UNSIGNED_MAP = b"\x86", b"\x85"
+_SIGNATURE_ENTRY = b"\xa9signature\xd9\x80"
+_SIGNATURE_ENTRY_BYTES = len(_SIGNATURE_ENTRY) + 128
+
+
+def _payload_from_encoded(encoded: bytes, signed: bool) -> bytes | None:
+    """signing_payload of the transaction whose canonical bytes are `encoded`, by cutting out
+    the signature's entry; None for bytes not of that shape (the audit leaves them empty)."""
+    if not signed:
+        return SIGNING_DOMAIN + encoded if encoded else None
+    at = encoded.rfind(_SIGNATURE_ENTRY)
+    if at < 0 or encoded[:1] != _SIGNED_MAP:
+        return None
+    return SIGNING_DOMAIN + _UNSIGNED_MAP + encoded[1:at] + encoded[at + _SIGNATURE_ENTRY_BYTES :]
 
 
 def unsigned_part(obj: dict[str, Any]) -> dict[str, Any]:
@@ -368,14 +394,8 @@ def _parse_form(
         raise _malformed("missing field 'signature'")
     if signature is not None and not is_hex(signature, 64):
         raise _malformed("signature: expected 128 lowercase hex characters")
-    # The signing payload is the encoding without the signature: packed from the sorted form
-    # already at hand, it is signing_payload(obj) without a second canonical walk.
-    if "signature" in form:
-        payload = SIGNING_DOMAIN + pack_form(
-            {key: value for key, value in form.items() if key != "signature"}
-        )
-    else:
-        payload = SIGNING_DOMAIN + encoded
+    # Checked above, the bytes have the shape _payload_from_encoded cuts: no second walk.
+    payload = _payload_from_encoded(encoded, signature is not None) or signing_payload(obj)
     return SignedTx(
         chain_id=obj["chain_id"],
         type=obj["type"],
@@ -384,7 +404,6 @@ def _parse_form(
         body=obj["body"],
         signature=signature,
         id=sha256_hex(payload),
-        payload=payload,
         encoded=encoded,
     )
 

@@ -94,9 +94,8 @@ def check_chunk(
 
 def signed_tx_from(obj: dict[str, Any], tx_id: str) -> SignedTx:
     """The transaction a worker checked, rebuilt in the main process from the object it was
-    sent. Its signing payload and encoding are left empty: the worker checked the signature
-    over them and the replay (execution, roots, observers) needs neither again, so they are
-    not sent back. A signature check of this SignedTx therefore fails; it is never made."""
+    sent. Its encoding is left empty: the worker checked the signature over it and the
+    replay (execution, roots, observers) does not need it again, so it is not sent back."""
     return SignedTx(
         chain_id=obj["chain_id"],
         type=obj["type"],
@@ -105,7 +104,6 @@ def signed_tx_from(obj: dict[str, Any], tx_id: str) -> SignedTx:
         body=obj["body"],
         signature=obj.get("signature"),
         id=tx_id,
-        payload=b"",
         encoded=b"",
     )
 

@@ -7,6 +7,8 @@ from typing import Any
 
 import msgpack
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from ledger_harness import CHAIN_ID, HASH_A, key
 
 from contracts.transactions import (
@@ -97,6 +99,39 @@ def test_id_and_signature_follow_the_protocol() -> None:
     assert tx.id == sha256_hex(expected_payload) == compute_tx_id(obj) == compute_tx_id(unsigned())
     assert verify_tx_signature(tx)
     check_admission_static(tx, CHAIN_ID)
+
+
+# The UTF-8 of "©signatureـ" holds the bytes that start the signature's entry in a
+# transaction's encoding, from which SignedTx.payload cuts that entry out.
+LOOKALIKE = "\u00a9signature\u0640"
+
+
+@pytest.mark.parametrize("tx_type", sorted(VALID_BODIES))
+def test_the_payload_cut_from_the_bytes_is_the_signing_payload(tx_type: str) -> None:
+    obj = signed(tx_type)
+    for tx in (parse_tx(obj), decode_tx(parse_tx(obj).encoded)):
+        assert tx.payload == signing_payload(obj)
+    unsigned_tx = parse_tx(unsigned(tx_type), require_signature=False)
+    assert unsigned_tx.payload == signing_payload(unsigned(tx_type))
+
+
+@settings(max_examples=200, deadline=None)
+@given(text=st.one_of(st.just(LOOKALIKE), st.text(max_size=200)))
+def test_no_string_in_the_body_moves_the_cut(text: str) -> None:
+    obj = signed("propose", {"action": "a", "args": {text: [text, LOOKALIKE + text]}})
+    tx = parse_tx(obj)
+    assert tx.payload == signing_payload(obj)
+    assert verify_tx_signature(tx)
+    assert tx.id == compute_tx_id(obj)
+
+
+def test_a_transaction_rebuilt_without_its_bytes_has_its_payload() -> None:
+    """The audit rebuilds transactions without their encoding: the payload is then packed."""
+    tx = parse_tx(signed("mint"))
+    rebuilt = copy.copy(tx)
+    rebuilt.encoded = b""
+    assert rebuilt.payload == tx.payload
+    assert verify_tx_signature(rebuilt)
 
 
 def test_admission_refuses_wrong_chain_then_bad_signature() -> None:
