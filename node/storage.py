@@ -83,8 +83,8 @@ MAX_OPEN_FILES = 80
 # written; ninth round), or sooner when the nodes held in memory grow past 50,000 (blocks
 # of large mints; a gift load at 1,400/s reaches it after 10-15 blocks). A restart
 # rebuilds at most that much. A flush's batch is built, then copied into the memtable:
-# at 100,000 nodes the peak RSS
-# while minting a million tokens was 403-414 MB, at 50,000 381-394 (thirteenth round).
+# at 100,000 nodes the peak RSS while minting a million tokens was 403-414 MB, at 50,000
+# 381-394 (thirteenth round).
 TREE_FLUSH_BLOCKS = 16
 TREE_FLUSH_NODES = 50_000
 JOURNAL_FILE = "journal.log"  # beside LevelDB's files, which it leaves alone
