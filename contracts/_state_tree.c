@@ -728,7 +728,132 @@ static PyObject *state_tree_update(PyObject *module, PyObject *args) {
     return out;
 }
 
+/* ---- what the walk is given -------------------------------------------------------- */
+
+/* (path, value hash) of one change, as the walk takes it; the value's bytes into
+   `encoded`; and, when the key has a value now, its current leaf into `leaves`. */
+static int hash_change(PyObject *key, PyObject *value, PyObject *current, PyObject *encode,
+                       PyObject *updates, PyObject *encoded, PyObject *leaves) {
+    Py_ssize_t key_length;
+    const char *key_bytes = PyUnicode_AsUTF8AndSize(key, &key_length);
+    if (key_bytes == NULL)
+        return -1;
+    uint8_t leaf[LEAF_BYTES];
+    leaf[0] = LEAF_TAG;
+    sha256(key_bytes, (size_t)key_length, leaf + 1); /* the path */
+    if (current != Py_None) {
+        PyObject *old = PyObject_CallOneArg(current, key);
+        if (old == NULL)
+            return -1;
+        if (old != Py_None) {
+            PyObject *data = PyObject_CallOneArg(encode, old);
+            Py_DECREF(old);
+            if (data == NULL)
+                return -1;
+            if (!PyBytes_Check(data)) {
+                Py_DECREF(data);
+                PyErr_SetString(PyExc_TypeError, "encode must return bytes");
+                return -1;
+            }
+            sha256(PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data), leaf + 33);
+            Py_DECREF(data);
+            uint8_t leaf_hash[32];
+            sha256(leaf, LEAF_BYTES, leaf_hash);
+            PyObject *hash_object = PyBytes_FromStringAndSize((const char *)leaf_hash, 32);
+            PyObject *leaf_object = PyBytes_FromStringAndSize((const char *)leaf, LEAF_BYTES);
+            int failed = hash_object == NULL || leaf_object == NULL ||
+                         PyDict_SetItem(leaves, hash_object, leaf_object) < 0;
+            Py_XDECREF(hash_object);
+            Py_XDECREF(leaf_object);
+            if (failed)
+                return -1;
+        } else {
+            Py_DECREF(old);
+        }
+    }
+    PyObject *path = PyBytes_FromStringAndSize((const char *)leaf + 1, 32);
+    if (path == NULL)
+        return -1;
+    PyObject *value_hash;
+    if (value == Py_None) {
+        value_hash = Py_NewRef(Py_None);
+    } else {
+        PyObject *data = PyObject_CallOneArg(encode, value);
+        if (data == NULL || !PyBytes_Check(data) || PyDict_SetItem(encoded, key, data) < 0) {
+            if (data != NULL && !PyBytes_Check(data))
+                PyErr_SetString(PyExc_TypeError, "encode must return bytes");
+            Py_XDECREF(data);
+            Py_DECREF(path);
+            return -1;
+        }
+        uint8_t digest[32];
+        sha256(PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data), digest);
+        Py_DECREF(data);
+        value_hash = PyBytes_FromStringAndSize((const char *)digest, 32);
+        if (value_hash == NULL) {
+            Py_DECREF(path);
+            return -1;
+        }
+    }
+    PyObject *entry = PyTuple_Pack(2, path, value_hash);
+    Py_DECREF(path);
+    Py_DECREF(value_hash);
+    if (entry == NULL)
+        return -1;
+    int failed = PyList_Append(updates, entry);
+    Py_DECREF(entry);
+    return failed;
+}
+
+static PyObject *state_tree_hash_changes(PyObject *self, PyObject *args) {
+    PyObject *changes, *current, *encode;
+    if (!PyArg_ParseTuple(args, "O!OO", &PyDict_Type, &changes, &current, &encode))
+        return NULL;
+    if ((current != Py_None && !PyCallable_Check(current)) || !PyCallable_Check(encode)) {
+        PyErr_SetString(PyExc_TypeError, "current (or None) and encode must be callable");
+        return NULL;
+    }
+    PyObject *updates = PyList_New(0), *encoded = PyDict_New(), *leaves = PyDict_New();
+    if (updates == NULL || encoded == NULL || leaves == NULL)
+        goto fail;
+    /* A copy of the items: `current` and `encode` are Python code, and PyDict_Next must
+       not run over a dict that could change meanwhile. */
+    PyObject *items = PyDict_Items(changes);
+    if (items == NULL)
+        goto fail;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(items); i++) {
+        PyObject *item = PyList_GET_ITEM(items, i);
+        PyObject *key = PyTuple_GET_ITEM(item, 0), *value = PyTuple_GET_ITEM(item, 1);
+        if (!PyUnicode_Check(key)) {
+            PyErr_SetString(PyExc_TypeError, "state keys are strings");
+            Py_DECREF(items);
+            goto fail;
+        }
+        if (hash_change(key, value, current, encode, updates, encoded, leaves) < 0) {
+            Py_DECREF(items);
+            goto fail;
+        }
+    }
+    Py_DECREF(items);
+    PyObject *out = PyTuple_Pack(3, updates, encoded, leaves);
+    Py_DECREF(updates);
+    Py_DECREF(encoded);
+    Py_DECREF(leaves);
+    return out;
+fail:
+    Py_XDECREF(updates);
+    Py_XDECREF(encoded);
+    Py_XDECREF(leaves);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
+    {"hash_changes", state_tree_hash_changes, METH_VARARGS,
+     "hash_changes(changes: dict[str, Any], current: Callable | None, encode: Callable)\n"
+     "    -> tuple[list[tuple[bytes, bytes | None]], dict[str, bytes], dict[bytes, bytes]]\n\n"
+     "state_tree._hashed and _current_leaves in one pass: (path, value hash or None) per "
+     "change, each value set's bytes (encode(value)), and by hash the leaf each changed key "
+     "has now (current(key) -> value or None; None: no leaves)."},
     {"update", state_tree_update, METH_VARARGS,
      "update(get_node, root: bytes, updates: list[tuple[bytes, bytes | None]], error: type,\n"
      "       maps: tuple[dict[bytes, bytes], ...] = ())\n"

@@ -24,6 +24,7 @@ import hashlib
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Protocol
 
+from contracts._state_tree import hash_changes as _compiled_hash_changes
 from contracts._state_tree import update as _compiled_update
 from primitives.crypto import is_hex, sha256
 from primitives.encoding import canonical_bytes, encode_trusted
@@ -378,11 +379,14 @@ def apply_changes(
     _current_leaves). The values are encoded unchecked (_hashed): never pass one that
     came from outside without check_value. The walk is compiled; reference_apply_changes
     is the same in Python."""
-    updates, encoded = _hashed(changes)
+    # _hashed and _current_leaves in one compiled pass (half the time of the two).
+    updates, encoded, leaves = _compiled_hash_changes(
+        changes if type(changes) is dict else dict(changes), current, encode_trusted
+    )
     node_maps = getattr(store, "node_maps", None)  # a CachingNodeStore
     maps = node_maps() if node_maps is not None else ()
     if current is not None:
-        maps = (_current_leaves(changes, updates, current), *maps)
+        maps = (leaves, *maps)
     # The compiled walk sorts the updates; a node it made again with the bytes it had (a
     # value set to what it was) is neither new nor stale.
     root, new_nodes, stale = _compiled_update(

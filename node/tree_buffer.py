@@ -26,14 +26,14 @@ class TreeBuffer:
         tree lacked, its stale ones ones the tree held). Returns the stale nodes that were
         stored (or are being stored), not made since: only those can be in a node cache."""
         made, dropped = self.made, self.dropped
-        stored_stale = []
-        for node_hash in stale_nodes:
-            if made.pop(node_hash, None) is None:
-                dropped.add(node_hash)
-                stored_stale.append(node_hash)
-        for node_hash, node in new_nodes.items():
-            if node_hash in dropped:
-                dropped.discard(node_hash)  # flushed, dropped, and back: it stays stored
-            else:
-                made[node_hash] = node
+        pop = made.pop
+        # Comprehensions and set operations, not a loop with branches: ~3,000 nodes a block.
+        stored_stale = [node_hash for node_hash in stale_nodes if pop(node_hash, None) is None]
+        dropped.update(stored_stale)
+        back = dropped.intersection(new_nodes)  # flushed, dropped, and back: it stays stored
+        if back:
+            dropped -= back
+            made.update((h, node) for h, node in new_nodes.items() if h not in back)
+        else:
+            made.update(new_nodes)
         return stored_stale

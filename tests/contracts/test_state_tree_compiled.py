@@ -486,3 +486,56 @@ def test_bad_arguments_are_refused() -> None:
     for arguments in value_errors:
         with pytest.raises(ValueError):
             _state_tree.update(*arguments)
+
+
+# Values as execution writes them: maps, lists, strings (some not ASCII), integers.
+STATE_VALUES = st.recursive(
+    st.one_of(st.integers(-(2**63), 2**64 - 1), st.text(max_size=6), st.booleans()),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+STATE_KEYS = st.text(min_size=1, max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(STATE_KEYS, st.one_of(st.none(), STATE_VALUES), max_size=20),
+    st.dictionaries(STATE_KEYS, STATE_VALUES, max_size=20),
+)
+def test_hash_changes_is_hashed_and_current_leaves_in_one_pass(
+    changes: dict[str, Any], now: dict[str, Any]
+) -> None:
+    """The compiled pass gives what the Python pair gives: the same updates in the same
+    order, the same encoded values, the same current leaves (none without `current`)."""
+    from contracts.state_tree import _current_leaves, _hashed
+    from primitives.encoding import encode_trusted
+
+    updates, encoded = _hashed(changes)
+    leaves = _current_leaves(changes, updates, now.get)
+    assert _state_tree.hash_changes(changes, now.get, encode_trusted) == (updates, encoded, leaves)
+    assert _state_tree.hash_changes(changes, None, encode_trusted) == (updates, encoded, {})
+
+
+def test_hash_changes_refuses_bad_arguments_and_passes_errors_through() -> None:
+    from primitives.encoding import encode_trusted
+
+    for arguments in [
+        ([("k", 1)], None, encode_trusted),  # not a dict
+        ({1: 1}, None, encode_trusted),  # a key that is not a string
+        ({"k": 1}, 42, encode_trusted),  # current not callable
+        ({"k": 1}, None, 42),  # encode not callable
+        ({"k": 1}, None, lambda value: "not bytes"),
+        ({"k": 1}, lambda key: 2, lambda value: "not bytes"),
+    ]:
+        with pytest.raises(TypeError):
+            _state_tree.hash_changes(*arguments)
+
+    def failing(key: str) -> Any:
+        raise KeyError(key)
+
+    with pytest.raises(KeyError):
+        _state_tree.hash_changes({"k": 1}, failing, encode_trusted)
+    with pytest.raises(UnicodeEncodeError):
+        _state_tree.hash_changes({"\ud800": 1}, None, encode_trusted)
