@@ -404,7 +404,8 @@ def _current_leaves(
     tag, path, sha256 of the value's canonical bytes): the walk reads them first. Each changed
     key's walk ends at its old leaf, the one node of its path a node cache rarely holds
     (with a million tokens, most of a block's random reads). Nodes are content-addressed:
-    a rebuilt leaf is either exactly the node asked for or never asked for."""
+    a rebuilt leaf is either exactly the node asked for or never asked for. With _hashed,
+    the Python reference of the compiled hash_changes that apply_changes runs."""
     leaves: dict[bytes, bytes] = {}
     for key, (path, _) in zip(changes, updates):
         value = current(key)
