@@ -35,7 +35,9 @@ def reference_add(
 
 @settings(max_examples=300, deadline=None)
 @given(st.lists(UPDATE, max_size=12))
-def test_add_matches_the_reference_loop(updates: list[tuple[dict[bytes, bytes], set[bytes]]]) -> None:
+def test_add_matches_the_reference_loop(
+    updates: list[tuple[dict[bytes, bytes], set[bytes]]],
+) -> None:
     buffer = TreeBuffer()
     made: dict[bytes, bytes] = {}
     dropped: set[bytes] = set()
