@@ -129,6 +129,14 @@ class Mempool:
         """admit() for a transaction already parsed (gossip arrives as canonical bytes)."""
         if tx.id in self._by_id or is_committed(tx.id):
             return Admitted(self._by_id.get(tx.id, tx), is_new=False)
+        # Before the signature: past capacity every node would otherwise spend a check
+        # (most of admission) on each transaction it then refuses.
+        if len(self._by_id) >= self._max_txs:
+            raise RpcError(
+                503,
+                "mempool_full",
+                "the mempool holds %d transactions; try again shortly" % self._max_txs,
+            )
         try:
             self._signatures.check(tx, self._chain_id)
         except TxError as exc:
@@ -156,12 +164,6 @@ class Mempool:
                 "mempool_full",
                 "sender %s already has %d pending transactions"
                 % (tx.sender[:16], self._max_per_sender),
-            )
-        if len(self._by_id) >= self._max_txs:
-            raise RpcError(
-                503,
-                "mempool_full",
-                "the mempool holds %d transactions; try again shortly" % self._max_txs,
             )
         self._by_id[tx.id] = tx
         self._by_sender.setdefault(tx.sender, {}).setdefault(tx.nonce, []).append(tx.id)

@@ -107,6 +107,30 @@ def test_bounds_per_sender_and_in_total() -> None:
     assert (caught.value.status, caught.value.code) == (503, "mempool_full")
 
 
+
+def test_a_full_mempool_refuses_before_checking_the_signature() -> None:
+    """Past the total bound a new transaction gets 503 mempool_full without a signature
+    check (shedding load costs no verification), even one whose signature is bad; one
+    already pending is still answered as pending."""
+    pool, _, signatures = make_pool(max_txs=2)
+    pending = [
+        pool.admit(
+            register(AUTHORITY, nonce, user_key("f%d" % nonce).public_key),
+            is_committed=never_committed,
+        ).tx
+        for nonce in range(2)
+    ]
+    later = parse_tx(register(AUTHORITY, 2, user_key("f2").public_key))
+    forged = parse_tx(dict(register(AUTHORITY, 2, user_key("f3").public_key),
+                           signature=pending[0].signature))
+    for tx in (later, forged):
+        with pytest.raises(RpcError) as caught:
+            pool.admit_parsed(tx, is_committed=never_committed)
+        assert (caught.value.status, caught.value.code) == (503, "mempool_full")
+        assert tx not in signatures  # never checked
+    again = pool.admit_parsed(pending[1], is_committed=never_committed)
+    assert again.tx is pending[1] and not again.is_new
+
 def test_signature_cache_checks_another_signature_anew_and_keeps_its_bound() -> None:
     """A transaction already checked passes unchecked, the same transaction under another
     signature is checked anew, and past its bound the oldest entry leaves."""
