@@ -8,7 +8,7 @@ import pytest
 from node_test_helpers import register, user_key
 
 from contracts.genesis import devnet_authority_key
-from contracts.transactions import TxError, parse_tx
+from contracts.transactions import SignedTx, TxError, parse_tx
 from node.mempool import Mempool, SignatureCache
 from node.rpc_support import RpcError
 
@@ -46,6 +46,17 @@ def make_pool(
 
 def never_committed(tx_id: str) -> bool:
     return False
+
+
+def admit_registrations(pool: Mempool, prefix: str, count: int) -> list[SignedTx]:
+    """The authority's registrations of users prefix0.. with nonces 0..count-1, admitted."""
+    return [
+        pool.admit(
+            register(AUTHORITY, nonce, user_key("%s%d" % (prefix, nonce)).public_key),
+            is_committed=never_committed,
+        ).tx
+        for nonce in range(count)
+    ]
 
 
 def test_reap_takes_consecutive_nonces_and_holds_gaps_back() -> None:
@@ -113,13 +124,7 @@ def test_a_full_mempool_refuses_before_checking_the_signature() -> None:
     check (shedding load costs no verification), even one whose signature is bad; one
     already pending is still answered as pending."""
     pool, _, signatures = make_pool(max_txs=2)
-    pending = [
-        pool.admit(
-            register(AUTHORITY, nonce, user_key("f%d" % nonce).public_key),
-            is_committed=never_committed,
-        ).tx
-        for nonce in range(2)
-    ]
+    pending = admit_registrations(pool, "f", 2)
     later = parse_tx(register(AUTHORITY, 2, user_key("f2").public_key))
     forged = parse_tx(dict(register(AUTHORITY, 2, user_key("f3").public_key),
                            signature=pending[0].signature))
@@ -191,13 +196,7 @@ def test_pending_transactions_survive_a_restart_minus_committed_and_stale() -> N
     """Admitted transactions are kept; a new pool restores them, dropping those committed or stale meanwhile."""
     store = DictStore()
     pool, accounts, _ = make_pool(store=store)
-    txs = [
-        pool.admit(
-            register(AUTHORITY, nonce, user_key("r%d" % nonce).public_key),
-            is_committed=never_committed,
-        ).tx
-        for nonce in range(4)
-    ]
+    txs = admit_registrations(pool, "r", 4)
     assert store.entries == {}  # written together, by save_pending
     pool.save_pending()
     assert len(store.entries) == 4
