@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import math
 import multiprocessing
 import os
 import shutil
@@ -413,6 +414,7 @@ class RunReport:
     side_failures: int = 0
     accepted: int = 0
     never_committed: int = 0
+    backlog_at_end: int = 0  # accepted before the window's end, committed after it (or never)
     load_cpu_s: float = 0.0  # the load process, from its start to the end of the load
     bench_cpu_s: float = 0.0  # this process, following commits over the events socket
     nodes: list[dict] = field(default_factory=list)
@@ -505,6 +507,10 @@ async def run_once(label: str, base_port: int, rate: int, duration_s: float, tok
     report.load_cpu_s = round(outcome["cpu_s"], 1)
     report.accepted = len(submitted)
     report.never_committed = sum(1 for tx in submitted if tx not in commits)
+    # A chain that keeps up ends the window with about a latency's worth of transactions in
+    # flight; one that falls behind with a backlog that grows with the run.
+    report.backlog_at_end = sum(1 for tx, at in submitted.items()
+                                if at < window_end and commits.get(tx, math.inf) >= window_end)
     return report
 
 
@@ -514,15 +520,16 @@ async def run_once(label: str, base_port: int, rate: int, duration_s: float, tok
 def print_table(summary: dict) -> None:
     print("Ed25519 verifications per core: %(verify_per_core_per_s)d/s; cores %(cores)d; "
           "signature bound %(signature_bound_tps)d tx/s (every validator checks every signature)" % summary)
-    header = "%-18s %7s %9s %9s %9s %9s %6s %8s %8s"
-    print(header % ("run", "rate", "tps", "p50 ms", "p99 ms", "max ms", "vc", "refused", "lost"))
+    header = "%-18s %7s %9s %9s %9s %9s %6s %8s %8s %8s"
+    print(header % ("run", "rate", "tps", "p50 ms", "p99 ms", "max ms", "vc", "refused", "lost",
+                    "backlog"))
     for run in summary["runs"]:
         print(header % (run["label"], run["rate"], run["committed_tps"], run["latency_p50_ms"],
                         run["latency_p99_ms"], run["latency_max_ms"], run["view_changes"], run["refused"],
-                        run["never_committed"]))
+                        run["never_committed"], run["backlog_at_end"]))
         for node in run["nodes"]:
-            print("    node pid %(pid)d: cpu %(cpu_s)s s (main thread %(main_thread_cpu_s)s s, the rest"
-                  " LevelDB compaction), peak RSS %(peak_rss_mb)s MB (during the load"
+            print("    node pid %(pid)d: cpu %(cpu_s)s s (main thread %(main_thread_cpu_s)s s, the rest the"
+                  " tree writer and LevelDB compaction), peak RSS %(peak_rss_mb)s MB (during the load"
                   " %(peak_rss_load_mb)s MB, before it %(peak_rss_prepared_mb)s MB; anonymous at the"
                   " end: %(anon_rss_mb)s MB)" % node)
         print("    load process: cpu %(load_cpu_s)s s; this process, following commits: cpu %(bench_cpu_s)s s"
