@@ -530,8 +530,10 @@ def print_table(summary: dict) -> None:
         for node in run["nodes"]:
             print("    node pid %(pid)d: cpu %(cpu_s)s s (main thread %(main_thread_cpu_s)s s, the rest the"
                   " tree writer and LevelDB compaction), peak RSS %(peak_rss_mb)s MB (during the load"
-                  " %(peak_rss_load_mb)s MB, before it %(peak_rss_prepared_mb)s MB; anonymous at the"
-                  " end: %(anon_rss_mb)s MB)" % node)
+                  " %(load)s, before it %(peak_rss_prepared_mb)s MB; anonymous at the"
+                  " end: %(anon_rss_mb)s MB)"
+                  % dict(node, load="unknown" if node["peak_rss_load_mb"] is None
+                         else "%s MB" % node["peak_rss_load_mb"]))
         print("    load process: cpu %(load_cpu_s)s s; this process, following commits: cpu %(bench_cpu_s)s s"
               % run)
     print("share of the signature bound at the maximum rate: %.1f%%" % (100 * summary["share_of_bound"]))
