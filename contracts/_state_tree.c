@@ -730,6 +730,19 @@ static PyObject *state_tree_update(PyObject *module, PyObject *args) {
 
 /* ---- what the walk is given -------------------------------------------------------- */
 
+/* encode(value), checked to be bytes, with its SHA-256 in `digest`; NULL on error. */
+static PyObject *encode_and_hash(PyObject *encode, PyObject *value, uint8_t digest[32]) {
+    PyObject *data = PyObject_CallOneArg(encode, value);
+    if (data != NULL && !PyBytes_Check(data)) {
+        Py_DECREF(data);
+        PyErr_SetString(PyExc_TypeError, "encode must return bytes");
+        return NULL;
+    }
+    if (data != NULL)
+        sha256(PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data), digest);
+    return data;
+}
+
 /* (path, value hash) of one change, as the walk takes it; the value's bytes into
    `encoded`; and, when the key has a value now, its current leaf into `leaves`. */
 static int hash_change(PyObject *key, PyObject *value, PyObject *current, PyObject *encode,
@@ -745,58 +758,40 @@ static int hash_change(PyObject *key, PyObject *value, PyObject *current, PyObje
         PyObject *old = PyObject_CallOneArg(current, key);
         if (old == NULL)
             return -1;
-        if (old != Py_None) {
-            PyObject *data = PyObject_CallOneArg(encode, old);
-            Py_DECREF(old);
-            if (data == NULL)
-                return -1;
-            if (!PyBytes_Check(data)) {
-                Py_DECREF(data);
-                PyErr_SetString(PyExc_TypeError, "encode must return bytes");
-                return -1;
-            }
-            sha256(PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data), leaf + 33);
-            Py_DECREF(data);
+        PyObject *data =
+            old == Py_None ? Py_NewRef(Py_None) : encode_and_hash(encode, old, leaf + 33);
+        Py_DECREF(old);
+        if (data == NULL)
+            return -1;
+        int failed = 0;
+        if (data != Py_None) {
             uint8_t leaf_hash[32];
             sha256(leaf, LEAF_BYTES, leaf_hash);
             PyObject *hash_object = PyBytes_FromStringAndSize((const char *)leaf_hash, 32);
             PyObject *leaf_object = PyBytes_FromStringAndSize((const char *)leaf, LEAF_BYTES);
-            int failed = hash_object == NULL || leaf_object == NULL ||
-                         PyDict_SetItem(leaves, hash_object, leaf_object) < 0;
+            failed = hash_object == NULL || leaf_object == NULL ||
+                     PyDict_SetItem(leaves, hash_object, leaf_object) < 0;
             Py_XDECREF(hash_object);
             Py_XDECREF(leaf_object);
-            if (failed)
-                return -1;
-        } else {
-            Py_DECREF(old);
         }
+        Py_DECREF(data);
+        if (failed)
+            return -1;
+    }
+    PyObject *value_hash = Py_NewRef(Py_None);
+    if (value != Py_None) {
+        uint8_t digest[32];
+        PyObject *data = encode_and_hash(encode, value, digest);
+        int failed = data == NULL || PyDict_SetItem(encoded, key, data) < 0;
+        Py_XDECREF(data);
+        Py_DECREF(value_hash);
+        value_hash = failed ? NULL : PyBytes_FromStringAndSize((const char *)digest, 32);
+        if (value_hash == NULL)
+            return -1;
     }
     PyObject *path = PyBytes_FromStringAndSize((const char *)leaf + 1, 32);
-    if (path == NULL)
-        return -1;
-    PyObject *value_hash;
-    if (value == Py_None) {
-        value_hash = Py_NewRef(Py_None);
-    } else {
-        PyObject *data = PyObject_CallOneArg(encode, value);
-        if (data == NULL || !PyBytes_Check(data) || PyDict_SetItem(encoded, key, data) < 0) {
-            if (data != NULL && !PyBytes_Check(data))
-                PyErr_SetString(PyExc_TypeError, "encode must return bytes");
-            Py_XDECREF(data);
-            Py_DECREF(path);
-            return -1;
-        }
-        uint8_t digest[32];
-        sha256(PyBytes_AS_STRING(data), (size_t)PyBytes_GET_SIZE(data), digest);
-        Py_DECREF(data);
-        value_hash = PyBytes_FromStringAndSize((const char *)digest, 32);
-        if (value_hash == NULL) {
-            Py_DECREF(path);
-            return -1;
-        }
-    }
-    PyObject *entry = PyTuple_Pack(2, path, value_hash);
-    Py_DECREF(path);
+    PyObject *entry = path == NULL ? NULL : PyTuple_Pack(2, path, value_hash);
+    Py_XDECREF(path);
     Py_DECREF(value_hash);
     if (entry == NULL)
         return -1;

@@ -118,7 +118,6 @@ def test_bounds_per_sender_and_in_total() -> None:
     assert (caught.value.status, caught.value.code) == (503, "mempool_full")
 
 
-
 def test_a_full_mempool_refuses_before_checking_the_signature() -> None:
     """Past the total bound a new transaction gets 503 mempool_full without a signature
     check (shedding load costs no verification), even one whose signature is bad; one
