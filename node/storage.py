@@ -18,7 +18,8 @@ Key layout (one-letter prefixes; heights big-endian so they sort):
   c<height>               certificate dict
   r<height>               results list
   h<hash hex>             height of a block hash
-  t<tx id hex>            {"height", "index"}
+  t<tx id hex>            {"height", "index"} of the inclusion that consumed its nonce (one
+                          included again gets bad_nonce and leaves the entry as it was)
   s<state key>            flat state value (latest)
   n<node hash>            state-tree node bytes (the tree as of tree_height)
   k<height>               the state keys a block changed, while the stored tree is older
@@ -44,6 +45,7 @@ import msgpack
 import plyvel
 
 from consensus.types import Block, CommitCertificate
+from contracts.codes import Code
 from contracts.state import token_id_of_key
 from contracts.state_tree import LEAF_BYTES, TreeUpdate, apply_changes
 from node.bounded import BoundedCache
@@ -308,7 +310,13 @@ class Storage:
             batch.put(_height_key(b"r", height), encode_trusted(results))
             batch.put(b"h" + block.hash.encode(), canonical_bytes(height))
             for index, tx_id in enumerate(tx_ids):
-                batch.put(b"t" + tx_id.encode(), encode_trusted({"height": height, "index": index}))
+                index_key = b"t" + tx_id.encode()
+                if index < len(results) and results[index]["code"] == Code.BAD_NONCE:
+                    # A transaction included again (a faulty proposer may) gets bad_nonce
+                    # and changes nothing: its id keeps pointing at the inclusion that did.
+                    if self._db.get(index_key) is not None:
+                        continue
+                batch.put(index_key, encode_trusted({"height": height, "index": index}))
             encoded = tree.encoded_values
             for key, value in writes.items():
                 if value is None:

@@ -268,3 +268,27 @@ def test_commits_keep_only_the_newest_tree_in_the_database(tmp_path: Path) -> No
     for key in ("token/c:0", "token/c:1", "token/c:999"):
         assert verify_proof(root, key, values.get(key), prove(storage, root, key))
     storage.close()
+
+
+def test_a_transaction_included_again_keeps_the_location_of_its_first_inclusion(
+    tmp_path: Path,
+) -> None:
+    """A faulty proposer can include a committed transaction again: it gets bad_nonce and
+    changes nothing, so its id still points where it took effect. A bad_nonce inclusion
+    of a transaction never included before is indexed like any other."""
+    storage = Storage(tmp_path / "db")
+    storage.write_genesis("g" * 64, {}, {}, "3" * 64)
+    ok, bad = {"code": "ok", "message": ""}, {"code": "bad_nonce", "message": "nonce"}
+    tree = TreeUpdate("4" * 64, {}, set())
+    try:
+        block, certificate = block_with_certificate(1, "4" * 64)
+        storage.commit(block, certificate, [ok], {}, tree, ["a" * 64])
+        block, certificate = block_with_certificate(2, "4" * 64)
+        storage.commit(block, certificate, [bad, bad], {}, tree, ["b" * 64, "a" * 64])
+        assert storage.tx_location("a" * 64) == (1, 0)
+        assert storage.tx_location("b" * 64) == (2, 0)
+        block, certificate = block_with_certificate(3, "4" * 64)
+        storage.commit(block, certificate, [ok], {}, tree, ["b" * 64])
+        assert storage.tx_location("b" * 64) == (3, 0)
+    finally:
+        storage.close()
