@@ -292,6 +292,7 @@ class Storage:
         previous: Callable[[str], Any] | None = None,
     ) -> None:
         """Write a final block and all it changes in one synced atomic batch.
+        `results` and `tx_ids` are the block's transactions' own, in its order.
         A write whose value is None deletes the key. `tree` is the update from the
         committed root to this block's: its nodes join those held since the last flush,
         and every TREE_FLUSH_BLOCKS blocks they are written and the stale ones deleted
@@ -309,9 +310,9 @@ class Storage:
             batch.put(_height_key(b"c", height), encode_trusted(certificate.to_dict()))
             batch.put(_height_key(b"r", height), encode_trusted(results))
             batch.put(b"h" + block.hash.encode(), canonical_bytes(height))
-            for index, tx_id in enumerate(tx_ids):
+            for index, (tx_id, result) in enumerate(zip(tx_ids, results, strict=True)):
                 index_key = b"t" + tx_id.encode()
-                if index < len(results) and results[index]["code"] == Code.BAD_NONCE:
+                if result["code"] == Code.BAD_NONCE:
                     # A transaction included again (a faulty proposer may) gets bad_nonce
                     # and changes nothing: its id keeps pointing at the inclusion that did.
                     if self._db.get(index_key) is not None:
