@@ -17,7 +17,7 @@ from contracts import queries
 from contracts.context import BlockContext
 from contracts.execution import check_tx
 from contracts.genesis import Genesis
-from contracts.transactions import TxError, compute_tx_id, parse_tx
+from contracts.transactions import TxError, parse_tx
 from node.bounded import BoundedCache
 from node.clock import NodeClock
 from node.config import NodeConfig
@@ -175,7 +175,7 @@ class NodeService:
         results = self.storage.results(height)
         if block is None or certificate is None or results is None:
             return None
-        tx_ids = [compute_tx_id(tx) for tx in block.txs] if not full_txs else None
+        tx_ids = self.storage.tx_ids(height) if not full_txs else None
         commit = certificate.to_dict()
         return {
             "header": block.header,
@@ -213,18 +213,12 @@ class NodeService:
     def event_for(self, height: int) -> dict[str, Any]:
         block = self.storage.block(height)
         results = self.storage.results(height)
-        if block is None or results is None:
+        tx_ids = self.storage.tx_ids(height)
+        if block is None or results is None or tx_ids is None:
             raise RuntimeError("block %d announced but not stored" % height)
-        # A stored block's transactions were checked before it was committed: only
-        # their ids are computed here, not the whole parse.
         txs = [
-            {
-                "id": compute_tx_id(tx),
-                "type": tx["type"],
-                "sender": tx["sender"],
-                "code": result["code"],
-            }
-            for tx, result in zip(block.txs, results, strict=True)
+            {"id": tx_id, "type": tx["type"], "sender": tx["sender"], "code": result["code"]}
+            for tx_id, tx, result in zip(tx_ids, block.txs, results, strict=True)
         ]
         return {
             "type": "block",

@@ -48,6 +48,7 @@ from consensus.types import Block, CommitCertificate
 from contracts.codes import Code
 from contracts.state import token_id_of_key
 from contracts.state_tree import LEAF_BYTES, TreeUpdate, apply_changes
+from contracts.transactions import compute_tx_id
 from node.bounded import BoundedCache
 from node.errors import NodeSetupError
 from node.pending_log import FILE_NAME as PENDING_FILE
@@ -132,6 +133,7 @@ class Storage:
         # All of these are final or content-addressed: a cached entry is never stale.
         self._recent_blocks: BoundedCache[int, Block] = BoundedCache(RECENT_BLOCKS_CACHED)
         self._recent_results: BoundedCache[int, list] = BoundedCache(RECENT_BLOCKS_CACHED)
+        self._recent_tx_ids: BoundedCache[int, list[str]] = BoundedCache(RECENT_BLOCKS_CACHED)
         self._wide_nodes: BoundedCache[bytes, bytes] = BoundedCache(WIDE_NODES_CACHED)
         self._narrow_nodes: BoundedCache[bytes, bytes] = BoundedCache(NARROW_NODES_CACHED)
         self._tree = TreeBuffer()
@@ -206,6 +208,19 @@ class Storage:
         results: list[dict[str, Any]] = _decode(data)
         self._recent_results.put(height, results)
         return results
+
+    def tx_ids(self, height: int) -> list[str] | None:
+        """The ids of a stored block's transactions, in its order: the events socket and
+        the block RPC list them, and hashing 500 bodies again was 3% of a loaded node."""
+        cached = self._recent_tx_ids.get(height)
+        if cached is not None:
+            return cached
+        block = self.block(height)
+        if block is None:
+            return None
+        tx_ids = [compute_tx_id(tx) for tx in block.txs]
+        self._recent_tx_ids.put(height, tx_ids)
+        return tx_ids
 
     def height_of_hash(self, block_hash: str) -> int | None:
         data = self._db.get(b"h" + block_hash.encode())
@@ -346,6 +361,7 @@ class Storage:
         # The next proposal reads this block's header: spare decoding the whole block.
         self._recent_blocks.put(height, block)
         self._recent_results.put(height, results)
+        self._recent_tx_ids.put(height, tx_ids)
         due = (
             height - self._tree_height >= self._flush_interval
             or len(self._tree) >= TREE_FLUSH_NODES

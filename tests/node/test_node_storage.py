@@ -8,10 +8,12 @@ from pathlib import Path
 
 import plyvel
 import pytest
-from node_test_helpers import block_with_certificate
+from node_test_helpers import block_with_certificate, register, user_key
 
+from consensus.types import Block
 from contracts.genesis import devnet_genesis, load_genesis
 from contracts.state_tree import TreeUpdate, prove, verify_proof
+from contracts.transactions import compute_tx_id
 from node import storage as storage_module
 from node.config import load_config, render_config
 from node.errors import NodeSetupError
@@ -290,5 +292,29 @@ def test_a_transaction_included_again_keeps_the_location_of_its_first_inclusion(
         block, certificate = block_with_certificate(3, "4" * 64)
         storage.commit(block, certificate, [ok], {}, tree, ["b" * 64])
         assert storage.tx_location("b" * 64) == (3, 0)
+    finally:
+        storage.close()
+
+
+def test_a_stored_block_lists_its_transaction_ids_before_and_after_reopen(
+    tmp_path: Path,
+) -> None:
+    """The ids handed to commit are kept for the recent blocks; an older or reopened block's
+    are computed from its transactions, and both agree."""
+    authority = user_key("authority")
+    txs = tuple(register(authority, nonce, user_key(str(nonce)).public_key) for nonce in (1, 2))
+    ids = [compute_tx_id(tx) for tx in txs]
+    storage = Storage(tmp_path / "db")
+    storage.write_genesis("g" * 64, {}, {}, "3" * 64)
+    empty, certificate = block_with_certificate(1, "4" * 64)
+    block = Block(header=empty.header, txs=txs)
+    ok = {"code": "ok", "message": ""}
+    tree = TreeUpdate("4" * 64, {b"n" * 32: b"node"}, set())
+    storage.commit(block, certificate, [ok, ok], {}, tree, ids)
+    assert storage.tx_ids(1) == ids and storage.tx_ids(2) is None
+    storage.close()
+    storage = Storage(tmp_path / "db")
+    try:
+        assert storage.tx_ids(1) == ids
     finally:
         storage.close()
