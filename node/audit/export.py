@@ -32,8 +32,10 @@ CREATE TABLE blocks (
     view         INTEGER NOT NULL,
     signers      TEXT NOT NULL          -- JSON list of validator keys that signed the commit
 );
+-- Keyed by place, not id: a faulty proposer may include a committed transaction again
+-- (it gets bad_nonce and changes nothing), so an id can have two rows.
 CREATE TABLE transactions (
-    id        TEXT PRIMARY KEY,
+    id        TEXT NOT NULL,
     height    INTEGER NOT NULL REFERENCES blocks(height),
     position  INTEGER NOT NULL,         -- index within the block
     type      TEXT NOT NULL,
@@ -41,16 +43,20 @@ CREATE TABLE transactions (
     nonce     INTEGER NOT NULL,
     body      TEXT NOT NULL,            -- JSON
     signature TEXT NOT NULL,
-    UNIQUE (height, position)
+    PRIMARY KEY (height, position)
 );
 CREATE TABLE results (
-    tx_id       TEXT PRIMARY KEY REFERENCES transactions(id),
+    tx_id       TEXT NOT NULL,
     height      INTEGER NOT NULL,
     position    INTEGER NOT NULL,
     code        TEXT NOT NULL,
     message     TEXT NOT NULL,
-    eligible_at INTEGER                 -- ms; only for holding_period
+    eligible_at INTEGER,                -- ms; only for holding_period
+    PRIMARY KEY (height, position),
+    FOREIGN KEY (height, position) REFERENCES transactions (height, position)
 );
+CREATE INDEX transactions_by_id ON transactions (id);
+CREATE INDEX results_by_tx ON results (tx_id);
 CREATE TABLE token_ownership (
     token          TEXT NOT NULL,       -- "<collection>:<serial>"
     collection     TEXT NOT NULL,

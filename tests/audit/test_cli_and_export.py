@@ -10,8 +10,9 @@ from pathlib import Path
 from audit_helpers import rpc_answers
 from click.testing import CliRunner
 
+from contracts.transactions import compute_tx_id
 from node.audit.cli import audit_group
-from node.audit.devchain import DevChain, user_key
+from node.audit.devchain import DevChain, build_demo_chain, user_key
 
 
 def test_replay_home_prints_a_text_report(demo_chain: DevChain, node_home: Path) -> None:
@@ -101,6 +102,31 @@ def test_export_writes_queryable_provenance(demo_chain: DevChain, serve, tmp_pat
     ]
     facts = dict(db.execute("SELECT name, value FROM chain").fetchall())
     assert facts["state_root"] == demo_chain.head["state_root"] and facts["height"] == "11"
+
+
+def test_export_keeps_each_inclusion_of_a_transaction_included_twice(
+    serve, tmp_path: Path
+) -> None:
+    """A faulty proposer may include a committed transaction again: it gets bad_nonce and
+    changes nothing, and the export holds both inclusions, each beside its own result."""
+    chain = build_demo_chain()
+    first_height = 3
+    again = chain.blocks[first_height - 1].txs[0]
+    chain.add_block([again])
+    server = serve(rpc_answers(chain))
+    out = tmp_path / "chain.sqlite"
+    result = CliRunner().invoke(
+        audit_group, ["export", "--from", server.url, "--out", str(out), "--workers", "0"]
+    )
+    assert result.exit_code == 0, result.output
+    db = sqlite3.connect(str(out))
+    inclusions = db.execute(
+        "SELECT t.height, r.code FROM transactions t"
+        " JOIN results r ON r.height = t.height AND r.position = t.position"
+        " WHERE t.id = ? ORDER BY t.height",
+        (compute_tx_id(again),),
+    ).fetchall()
+    assert inclusions == [(first_height, "ok"), (chain.height, "bad_nonce")]
 
 
 def test_export_of_a_lying_chain_leaves_no_file(
