@@ -5,12 +5,15 @@ DIR/node-<i>`), so the chain behaves like a real deployment on one machine.
 The homes are written once; running the command again resumes the chain from
 their data. A node that dies is restarted with backoff. Ctrl-C or SIGTERM
 stops every node with SIGTERM (SIGKILL after a grace period) and returns.
+Each node's output goes to its home's node.log, kept to LOG_MAX_BYTES and
+LOG_BACKUPS older files (node.log.1 is the newest of them).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,6 +28,9 @@ from node.keys import write_key_file
 STOP_GRACE_S = 10.0
 POLL_S = 0.2
 RESTART_BACKOFF_MAX_S = 10.0
+LOG_MAX_BYTES = 64 * 1024 * 1024
+LOG_BACKUPS = 2
+LOG_CHECK_S = 5.0
 
 
 def prepare_testnet(count: int, directory: Path, base_port: int) -> list[Path]:
@@ -69,6 +75,27 @@ def prepare_testnet(count: int, directory: Path, base_port: int) -> list[Path]:
             )
         )
     return homes
+
+
+def rotate_log(path: Path, max_bytes: int = LOG_MAX_BYTES, backups: int = LOG_BACKUPS) -> bool:
+    """Once `path` has grown past `max_bytes`, shift it into path.1 (path.1 into path.2 ...,
+    the oldest dropped) and empty it. Copied, then truncated, not renamed: the node
+    appends to the file it was started with, and O_APPEND writes land at the new end.
+    Lines written between the copy and the truncation are lost (as with logrotate's
+    copytruncate). Returns whether it rotated."""
+    try:
+        if path.stat().st_size <= max_bytes:
+            return False
+    except FileNotFoundError:
+        return False
+    for index in range(backups - 1, 0, -1):
+        older = path.with_name("%s.%d" % (path.name, index))
+        if older.exists():
+            os.replace(older, path.with_name("%s.%d" % (path.name, index + 1)))
+    if backups > 0:
+        shutil.copyfile(path, path.with_name(path.name + ".1"))
+    os.truncate(path, 0)
+    return True
 
 
 def _rpc_address(home: Path) -> str:
@@ -131,10 +158,15 @@ def run_testnet(count: int, directory: Path, base_port: int) -> int:
             flush=True,
         )
     print("Ctrl-C stops all nodes; run the same command again to resume.", flush=True)
+    logs_checked_s = time.monotonic()
     try:
         while not stopping:
             time.sleep(POLL_S)
             now_s = time.monotonic()
+            if now_s - logs_checked_s >= LOG_CHECK_S:
+                logs_checked_s = now_s
+                for child in children:
+                    rotate_log(child.home / "node.log")
             for child in children:
                 process = child.process
                 if process is not None and process.poll() is None:

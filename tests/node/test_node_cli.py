@@ -14,7 +14,7 @@ import pytest
 from node_test_helpers import REPO, free_base_port, rpc_height, wait_until, yuxi_command
 
 from node.config import render_config
-from node.testnet import prepare_testnet
+from node.testnet import prepare_testnet, rotate_log
 
 
 def run_yuxi(*args: str, timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
@@ -202,3 +202,21 @@ def _pid_of_node(home: Path) -> int:
         if b"run" in arguments and str(home).encode() in arguments:
             return int(entry.name)
     raise AssertionError("no node process for %s" % home)
+
+
+def test_testnet_logs_rotate_under_a_writer_that_keeps_appending(tmp_path: Path) -> None:
+    """A node's log past its bound moves into node.log.1 (older ones shift, the oldest
+    goes) and starts empty, while the node goes on writing through the handle it has."""
+    log = tmp_path / "node.log"
+    assert not rotate_log(log, max_bytes=10, backups=2)  # no log yet
+    with open(log, "ab", buffering=0) as writer:  # as the supervisor hands it to a node
+        for generation in (b"first ", b"second ", b"third "):
+            writer.write(generation * 4)
+            assert not rotate_log(log, max_bytes=1000, backups=2)
+            assert rotate_log(log, max_bytes=10, backups=2)
+            assert log.stat().st_size == 0
+        writer.write(b"after")
+    assert log.read_bytes() == b"after"
+    assert (tmp_path / "node.log.1").read_bytes() == b"third " * 4
+    assert (tmp_path / "node.log.2").read_bytes() == b"second " * 4
+    assert not (tmp_path / "node.log.3").exists()
