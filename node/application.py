@@ -252,7 +252,6 @@ class NodeApplication:
         self._metrics.commits.inc()
         self._metrics.committed_txs.inc(len(tx_ids))
         self._metrics.height.set(block.height)
-        self._metrics.mempool_size.set(len(self._mempool))
         ok_count = sum(1 for result in results if result["code"] == "ok")
         proposer = str(block.header.get("proposer", ""))
         log.info(

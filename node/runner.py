@@ -385,7 +385,6 @@ class NodeRuntime:
                 except RpcError:
                     pass  # stale or invalid here: the submitter already got the node's answer
             self.mempool.save_pending()
-            self.metrics.mempool_size.set(len(self.mempool))
 
     def _is_committed(self, tx_id: str) -> bool:
         return self.storage.tx_location(tx_id) is not None

@@ -277,9 +277,11 @@ async def test_nonce_gap_is_held_back_until_filled(node: Node) -> None:
     assert status == 202
     node.commit_block()
     assert (await node.get("/v1/transactions/" + later_answer["id"]))[1]["status"] == "pending"
+    assert "yuxi_mempool_size 1.0" in await (await node.client.get("/metrics")).text()
     await node.post("/v1/transactions", register(AUTHORITY, 0, user_key("first").public_key))
     node.commit_block()
     assert (await node.get("/v1/transactions/" + later_answer["id"]))[1]["status"] == "committed"
+    assert "yuxi_mempool_size 0.0" in await (await node.client.get("/metrics")).text()
 
 
 async def test_check_reports_holding_period_with_eligible_at(node: Node) -> None:
