@@ -8,7 +8,7 @@ import sqlite3
 from pathlib import Path
 
 from audit_helpers import rpc_answers
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from contracts.transactions import compute_tx_id
 from node.audit.cli import audit_group
@@ -65,14 +65,19 @@ def test_replay_needs_exactly_one_source() -> None:
     assert result.exit_code == 2
 
 
+def export(url: str, out: Path) -> Result:
+    """`yuxi audit export` of the chain served at `url` into `out`."""
+    return CliRunner().invoke(
+        audit_group, ["export", "--from", url, "--out", str(out), "--workers", "0"]
+    )
+
+
 def test_export_writes_queryable_provenance(demo_chain: DevChain, serve, tmp_path: Path) -> None:
     """The export holds every block, transaction and result, each token's owners in order and
     the sanctions, all from the verified replay."""
     server = serve(rpc_answers(demo_chain))
     out = tmp_path / "chain.sqlite"
-    result = CliRunner().invoke(
-        audit_group, ["export", "--from", server.url, "--out", str(out), "--workers", "0"]
-    )
+    result = export(server.url, out)
     assert result.exit_code == 0, result.output
     db = sqlite3.connect(str(out))
     assert db.execute("SELECT COUNT(*) FROM blocks").fetchone()[0] == 11
@@ -115,9 +120,7 @@ def test_export_keeps_each_inclusion_of_a_transaction_included_twice(
     chain.add_block([again])
     server = serve(rpc_answers(chain))
     out = tmp_path / "chain.sqlite"
-    result = CliRunner().invoke(
-        audit_group, ["export", "--from", server.url, "--out", str(out), "--workers", "0"]
-    )
+    result = export(server.url, out)
     assert result.exit_code == 0, result.output
     db = sqlite3.connect(str(out))
     inclusions = db.execute(
@@ -137,9 +140,7 @@ def test_export_of_a_lying_chain_leaves_no_file(
     answers[1]["commit"]["signatures"] = answers[1]["commit"]["signatures"][:1]
     server = serve(answers)
     out = tmp_path / "chain.sqlite"
-    result = CliRunner().invoke(
-        audit_group, ["export", "--from", server.url, "--out", str(out), "--workers", "0"]
-    )
+    result = export(server.url, out)
     assert result.exit_code == 1 and not out.exists()
 
 
