@@ -5,8 +5,9 @@ DIR/node-<i>`), so the chain behaves like a real deployment on one machine.
 The homes are written once; running the command again resumes the chain from
 their data. A node that dies is restarted with backoff. Ctrl-C or SIGTERM
 stops every node with SIGTERM (SIGKILL after a grace period) and returns.
-Each node's output goes to its home's node.log, kept to LOG_MAX_BYTES and
-LOG_BACKUPS older files (node.log.1 is the newest of them).
+Each node's output goes to its home's node.log, rotated once it passes
+LOG_MAX_BYTES (checked every LOG_CHECK_S), with LOG_BACKUPS older files kept
+(node.log.1 is the newest of them).
 """
 
 from __future__ import annotations
