@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from contracts.codes import Code
 
@@ -17,8 +17,7 @@ class BlockContext:
     time_ms: int
 
 
-@dataclass(frozen=True)
-class Result:
+class Result(NamedTuple):  # one per transaction: a tuple costs half a frozen dataclass
     code: str
     message: str
     eligible_at: int | None = None
@@ -31,7 +30,7 @@ class Result:
 
     @property
     def ok(self) -> bool:
-        return bool(self.code == Code.OK.value)
+        return self.code == _OK
 
 
 @dataclass
@@ -40,8 +39,11 @@ class BlockOutcome:
     results: list[Result] = field(default_factory=list)
 
 
+_OK = Code.OK.value  # an Enum member's value is a property lookup: ~0.1 µs each time
+
+
 def accept(message: str = "") -> Result:
-    return Result(Code.OK.value, message)
+    return Result(_OK, message)
 
 
 def reject(code: Code, message: str, eligible_at: int | None = None) -> Result:

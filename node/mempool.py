@@ -11,8 +11,7 @@ bounded per sender and in total (503 mempool_full past either bound).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from contracts.transactions import SignedTx, TxError, check_admission_static, decode_tx, parse_tx
 from node.bounded import BoundedCache
@@ -74,8 +73,7 @@ class SignatureCache:
         self._checked.put(key, None)
 
 
-@dataclass(frozen=True)
-class Admitted:
+class Admitted(NamedTuple):  # one per admission: a tuple costs half a frozen dataclass
     tx: SignedTx
     is_new: bool
 
