@@ -1,0 +1,186 @@
+#!/usr/bin/env python3
+"""Where a loaded validator's CPU goes: its threads, and (with py-spy) its Python.
+
+Runs `scripts/bench.py --only max` at the given rate and, once the load has run for
+--warmup seconds, measures for --seconds: the CPU of every thread of every node (from
+/proc: the main thread, the others together and the busiest of them, which are
+LevelDB's background compaction and the tree-flush threads), and with --py-spy a
+`py-spy record --gil` of the first node, aggregated into the functions that held the
+interpreter longest, on their own and with what they call. The bench's own summary line
+comes last. CPU per committed transaction is the figure to compare between two trees:
+run them alternately, the host's speed drifts (docs/PERFORMANCE.md).
+
+    python scripts/profile_node.py --rate 1600
+    python scripts/profile_node.py --rate 1600 --py-spy --top 30   # py-spy needs ptrace rights
+
+py-spy is `pip install py-spy` (or `pip install -e '.[profile]'`); it attaches to a
+running process, which needs root or kernel.yama.ptrace_scope = 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+READY_LINE = "compaction settled"  # bench.py's last line before the load starts
+TRUNK_SHARE = 0.95
+
+
+def _user_system(stat_path: Path) -> tuple[float, float]:
+    fields = stat_path.read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) / TICKS_PER_S, int(fields[12]) / TICKS_PER_S
+
+
+def cpu_times(pid: int) -> dict[int | str, tuple[float, float]]:
+    """(user s, system s) of the process (under "all": threads that ended count there, as
+    each tree flush's does) and of each of its live threads."""
+    times: dict[int | str, tuple[float, float]] = {"all": _user_system(Path("/proc/%d/stat" % pid))}
+    for task in Path("/proc/%d/task" % pid).iterdir():
+        try:
+            times[int(task.name)] = _user_system(task / "stat")
+        except (FileNotFoundError, ProcessLookupError):
+            continue  # a thread that ended meanwhile
+    return times
+
+
+def children(pid: int) -> list[int]:
+    try:
+        listed = Path("/proc/%d/task/%d/children" % (pid, pid)).read_text()
+    except FileNotFoundError:
+        return []
+    return [int(item) for item in listed.split()]
+
+
+def node_pids(bench_pid: int) -> list[int]:
+    """The validators: the children of the `yuxi testnet` process the bench started."""
+    for child in children(bench_pid):
+        if b"testnet" in Path("/proc/%d/cmdline" % child).read_bytes():
+            return sorted(children(child))
+    return []
+
+
+def thread_report(pid: int, before: dict, after: dict, seconds: float) -> str:
+    def spent(key: int | str) -> tuple[float, float]:
+        start = before.get(key, (0.0, 0.0))
+        return after[key][0] - start[0], after[key][1] - start[1]
+
+    main_user, main_system = spent(pid)
+    rest = sum(spent("all")) - main_user - main_system
+    threads = sorted((sum(spent(t)) for t in after if t not in ("all", pid)), reverse=True)
+    busiest = ", ".join("%.2f" % cpu for cpu in threads[:3] if cpu >= 0.05)
+    return (
+        "node %d: main thread %.2f s user + %.2f s system; other threads %.2f s "
+        "(busiest live ones %s) in %.0f s"
+        % (pid, main_user, main_system, rest, busiest or "-", seconds)
+    )
+
+
+def aggregate(raw_path: Path, top: int) -> str:
+    """py-spy's raw output (one folded stack and its count a line) as two rankings."""
+    own: collections.Counter[str] = collections.Counter()
+    inclusive: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw_path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        total += int(count)
+        frames = [re.sub(r" \((.*?):\d+\)", r" (\1)", frame) for frame in stack.split(";")]
+        frames = [frame for frame in frames if not frame.startswith(("process ", "thread "))]
+        if frames:
+            own[frames[-1]] += int(count)
+        for frame in set(frames):
+            inclusive[frame] += int(count)
+    if not total:
+        return "py-spy recorded no samples"
+    lines = ["py-spy of node 1, %d samples holding the GIL" % total]
+    for title, counter in (("with callees", inclusive), ("own", own)):
+        lines.append("  -- %s" % title)
+        # Leave out the trunk every sample shares (the event loop, the command line).
+        ranked = [(name, n) for name, n in counter.most_common() if n < TRUNK_SHARE * total]
+        lines += ["  %5.1f%%  %s" % (100 * n / total, name) for name, n in ranked[:top]]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rate", type=int, default=1600, help="offered gifts per second")
+    parser.add_argument("--warmup", type=float, default=12.0, help="seconds of load first")
+    parser.add_argument("--seconds", type=float, default=20.0, help="seconds measured")
+    parser.add_argument("--py-spy", action="store_true", help="also sample node 1's Python")
+    parser.add_argument("--top", type=int, default=25, help="functions listed by --py-spy")
+    args = parser.parse_args()
+    if args.py_spy and shutil.which("py-spy") is None:
+        parser.error("--py-spy needs py-spy on the PATH (pip install py-spy)")
+
+    duration = args.warmup + args.seconds + 10
+    bench = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "bench.py"), "--only", "max", "--json",
+         "--rate", str(args.rate), "--duration", str(duration)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+    )
+    ready = threading.Event()
+    log: list[str] = []
+
+    def follow_stderr() -> None:
+        assert bench.stderr is not None
+        for line in bench.stderr:
+            log.append(line)
+            if READY_LINE in line:
+                ready.set()
+
+    threading.Thread(target=follow_stderr, daemon=True).start()
+    try:
+        while not ready.wait(1.0):
+            if bench.poll() is not None:
+                print("".join(log), file=sys.stderr)
+                print("the bench ended before its load started", file=sys.stderr)
+                return 1
+        time.sleep(args.warmup)
+        pids = node_pids(bench.pid)
+        if not pids:
+            print("no validator processes found under the bench", file=sys.stderr)
+            return 1
+        before = {pid: cpu_times(pid) for pid in pids}
+        started = time.monotonic()
+        raw = Path(tempfile.mkdtemp(prefix="yuxi-profile-")) / "node1.raw"
+        if args.py_spy:
+            subprocess.run(
+                ["py-spy", "record", "--gil", "--format", "raw", "--rate", "250",
+                 "--duration", str(int(args.seconds)), "--pid", str(pids[0]), "--output", str(raw)],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
+            )
+        time.sleep(max(0.0, args.seconds - (time.monotonic() - started)))
+        after = {pid: cpu_times(pid) for pid in pids}
+        elapsed = time.monotonic() - started
+        output, _ = bench.communicate(timeout=duration + 600)
+    finally:
+        if bench.poll() is None:
+            bench.terminate()
+            bench.wait()
+    run = json.loads(output.strip().splitlines()[-1])["runs"][0]
+    for pid in pids:
+        print(thread_report(pid, before[pid], after[pid], elapsed))
+    node_cpu = sum(sum(after[p]["all"]) - sum(before[p]["all"]) for p in pids)
+    print("bench: %.1f committed/s at %d offered, p99 %.0f ms; measured window: %.0f µs of CPU "
+          "per committed transaction per node" % (
+              run["committed_tps"], args.rate, run["latency_p99_ms"],
+              node_cpu / len(pids) / (run["committed_tps"] * elapsed) * 1e6))
+    if args.py_spy:
+        print(aggregate(raw, args.top) if raw.exists() else "py-spy wrote nothing (ptrace rights?)")
+        shutil.rmtree(raw.parent, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
