@@ -46,7 +46,9 @@ def _user_system(stat_path: Path) -> tuple[float, float]:
 def cpu_times(pid: int) -> dict[int | str, tuple[float, float]]:
     """(user s, system s) of the process (under "all": threads that ended count there, as
     each tree flush's does) and of each of its live threads."""
-    times: dict[int | str, tuple[float, float]] = {"all": _user_system(Path("/proc/%d/stat" % pid))}
+    times: dict[int | str, tuple[float, float]] = {
+        "all": _user_system(Path("/proc/%d/stat" % pid))
+    }
     for task in Path("/proc/%d/task" % pid).iterdir():
         try:
             times[int(task.name)] = _user_system(task / "stat")
@@ -153,17 +155,20 @@ def main() -> int:
             return 1
         before = {pid: cpu_times(pid) for pid in pids}
         started = time.monotonic()
-        raw = Path(tempfile.mkdtemp(prefix="yuxi-profile-")) / "node1.raw"
-        if args.py_spy:
+        raw = Path(tempfile.mkdtemp(prefix="yuxi-profile-")) / "node1.raw" if args.py_spy else None
+        if raw is not None:
             subprocess.run(
                 ["py-spy", "record", "--gil", "--format", "raw", "--rate", "250",
-                 "--duration", str(int(args.seconds)), "--pid", str(pids[0]), "--output", str(raw)],
+                 "--duration", str(int(args.seconds)), "--pid", str(pids[0]),
+                 "--output", str(raw)],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
             )
         time.sleep(max(0.0, args.seconds - (time.monotonic() - started)))
         after = {pid: cpu_times(pid) for pid in pids}
         elapsed = time.monotonic() - started
-        output, _ = bench.communicate(timeout=duration + 600)
+        assert bench.stdout is not None  # (stderr is the follower thread's to read)
+        output = bench.stdout.read()
+        bench.wait(timeout=60)
     finally:
         if bench.poll() is None:
             bench.terminate()
@@ -176,7 +181,7 @@ def main() -> int:
           "per committed transaction per node" % (
               run["committed_tps"], args.rate, run["latency_p99_ms"],
               node_cpu / len(pids) / (run["committed_tps"] * elapsed) * 1e6))
-    if args.py_spy:
+    if raw is not None:
         print(aggregate(raw, args.top) if raw.exists() else "py-spy wrote nothing (ptrace rights?)")
         shutil.rmtree(raw.parent, ignore_errors=True)
     return 0
