@@ -167,10 +167,10 @@ def run_testnet(count: int, directory: Path, base_port: int) -> int:
             if now_s - logs_checked_s >= LOG_CHECK_S:
                 logs_checked_s = now_s
                 for child in children:
+                    log_path = child.home / "node.log"
                     try:
-                        rotate_log(child.home / "node.log")
+                        rotate_log(log_path)
                     except OSError as exc:  # a full disk, say: the chain goes on regardless
-                        log_path = child.home / "node.log"
                         print("could not rotate %s: %s" % (log_path, exc), flush=True)
             for child in children:
                 process = child.process

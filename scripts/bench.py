@@ -84,10 +84,16 @@ class ProcessSample:
     anon_rss_mb: float  # RssAnon now: the process's own memory, without file pages
 
 
-def _cpu_seconds(stat_path: str) -> float:
+def cpu_times(stat_path: str) -> tuple[float, float]:
+    """(user s, system s) from a /proc/PID/stat or /proc/PID/task/TID/stat file."""
     with open(stat_path) as handle:
         fields = handle.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ticks_per_s = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / ticks_per_s, int(fields[12]) / ticks_per_s
+
+
+def _cpu_seconds(stat_path: str) -> float:
+    return sum(cpu_times(stat_path))
 
 
 def sample_process(pid: int) -> ProcessSample:

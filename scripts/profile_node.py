@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -33,43 +32,31 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-TICKS_PER_S = os.sysconf("SC_CLK_TCK")
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from bench import child_pids, cpu_times  # noqa: E402
+
 READY_LINE = "compaction settled"  # bench.py's last line before the load starts
 TRUNK_SHARE = 0.95
 
 
-def _user_system(stat_path: Path) -> tuple[float, float]:
-    fields = stat_path.read_text().rsplit(")", 1)[1].split()
-    return int(fields[11]) / TICKS_PER_S, int(fields[12]) / TICKS_PER_S
-
-
-def cpu_times(pid: int) -> dict[int | str, tuple[float, float]]:
+def process_times(pid: int) -> dict[int | str, tuple[float, float]]:
     """(user s, system s) of the process (under "all": threads that ended count there, as
     each tree flush's does) and of each of its live threads."""
-    times: dict[int | str, tuple[float, float]] = {
-        "all": _user_system(Path("/proc/%d/stat" % pid))
-    }
+    times: dict[int | str, tuple[float, float]] = {"all": cpu_times("/proc/%d/stat" % pid)}
     for task in Path("/proc/%d/task" % pid).iterdir():
         try:
-            times[int(task.name)] = _user_system(task / "stat")
+            times[int(task.name)] = cpu_times(str(task / "stat"))
         except (FileNotFoundError, ProcessLookupError):
             continue  # a thread that ended meanwhile
     return times
 
 
-def children(pid: int) -> list[int]:
-    try:
-        listed = Path("/proc/%d/task/%d/children" % (pid, pid)).read_text()
-    except FileNotFoundError:
-        return []
-    return [int(item) for item in listed.split()]
-
-
 def node_pids(bench_pid: int) -> list[int]:
     """The validators: the children of the `yuxi testnet` process the bench started."""
-    for child in children(bench_pid):
+    for child in child_pids(bench_pid):
         if b"testnet" in Path("/proc/%d/cmdline" % child).read_bytes():
-            return sorted(children(child))
+            return child_pids(child)
     return []
 
 
@@ -153,7 +140,7 @@ def main() -> int:
         if not pids:
             print("no validator processes found under the bench", file=sys.stderr)
             return 1
-        before = {pid: cpu_times(pid) for pid in pids}
+        before = {pid: process_times(pid) for pid in pids}
         started = time.monotonic()
         raw = Path(tempfile.mkdtemp(prefix="yuxi-profile-")) / "node1.raw" if args.py_spy else None
         if raw is not None:
@@ -164,7 +151,7 @@ def main() -> int:
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False,
             )
         time.sleep(max(0.0, args.seconds - (time.monotonic() - started)))
-        after = {pid: cpu_times(pid) for pid in pids}
+        after = {pid: process_times(pid) for pid in pids}
         elapsed = time.monotonic() - started
         assert bench.stdout is not None  # (stderr is the follower thread's to read)
         output = bench.stdout.read()

@@ -37,11 +37,11 @@ def test_aggregate_ranks_own_and_inclusive_time_without_the_trunk(tmp_path: Path
     assert " 10.0%  admit (m.py)" in own
 
 
-def test_cpu_times_count_this_process_and_its_threads() -> None:
+def test_process_times_count_this_process_and_its_threads() -> None:
     worker = threading.Thread(target=_spin, args=(0.25,))
     worker.start()
     worker.join()
-    times = profile_node.cpu_times(os.getpid())
+    times = profile_node.process_times(os.getpid())
     assert os.getpid() in times
     user, system = times["all"]
     assert user + system >= 0.25 - 0.02  # the worker's spin (ended before the read), to a tick
