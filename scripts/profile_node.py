@@ -111,7 +111,12 @@ def main() -> int:
     args = parser.parse_args()
     if args.py_spy and shutil.which("py-spy") is None:
         parser.error("--py-spy needs py-spy on the PATH (pip install py-spy)")
+    with tempfile.TemporaryDirectory(prefix="yuxi-profile-") as scratch:  # gone on any exit
+        return profile(args, Path(scratch) / "node1.raw" if args.py_spy else None)
 
+
+def profile(args: argparse.Namespace, raw: Path | None) -> int:
+    """Run the bench and measure its nodes; `raw` is where py-spy writes, if it runs."""
     duration = args.warmup + args.seconds + 10
     bench = subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "bench.py"), "--only", "max", "--json",
@@ -142,7 +147,6 @@ def main() -> int:
             return 1
         before = {pid: process_times(pid) for pid in pids}
         started = time.monotonic()
-        raw = Path(tempfile.mkdtemp(prefix="yuxi-profile-")) / "node1.raw" if args.py_spy else None
         if raw is not None:
             subprocess.run(
                 ["py-spy", "record", "--gil", "--format", "raw", "--rate", "250",
@@ -170,7 +174,6 @@ def main() -> int:
               node_cpu / len(pids) / (run["committed_tps"] * elapsed) * 1e6))
     if raw is not None:
         print(aggregate(raw, args.top) if raw.exists() else "py-spy wrote nothing (ptrace rights?)")
-        shutil.rmtree(raw.parent, ignore_errors=True)
     return 0
 
 
