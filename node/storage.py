@@ -38,6 +38,7 @@ import random
 import struct
 import threading
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,10 @@ class Storage:
                 "cannot open the database in %s (is another node running on this home?): %s"
                 % (path, exc)
             ) from None
+        # Point reads go through one iterator, renewed whenever the database was written
+        # since it was opened (by this thread or the flush thread): see _read.
+        self._generation = 0
+        self._reader: tuple[int, Any] | None = None  # (generation, a plyvel RawIterator)
         self._open_journal(path)
         # Recent blocks spare decoding a large block for each status poll of one of its
         # transactions, and the next proposal's read of its parent's header.
@@ -156,9 +161,41 @@ class Storage:
             if len(self._tree):
                 self._write_tree(self._tree, self.state_root(), self._tree_height, self.height())
         finally:
+            self._reader = None
             self._db.close()
             self._pending.close()
             self._journal.close()
+
+    # ---- reads and writes --------------------------------------------------
+    def _read(self, key: bytes) -> bytes | None:
+        """The value at `key`, read by seeking an iterator rather than by `Get`.
+
+        LevelDB charges a table for each `Get` that had to look into a second one, and
+        compacts a table charged file_size / 16 KB times. A validator's reads (its tokens,
+        tree nodes, the transaction index on admission) fall at random keys of the deeper
+        levels, below level-0 tables that cover every key: each new table was compacted
+        down within a second of its flush, so compaction wrote 5x what was flushed and
+        took a third of a node's CPU. Iterator reads are sampled about once per MB read
+        (docs/PERFORMANCE.md, nineteenth and twentieth rounds)."""
+        generation = self._generation
+        reader = self._reader
+        if reader is None or reader[0] != generation:
+            # The generation is read before the iterator opens: a write finishing in
+            # between bumps it again, so this iterator is never kept past that write.
+            reader = self._reader = (generation, self._db.raw_iterator())
+        iterator = reader[1]
+        iterator.seek(key)
+        if not iterator.valid():
+            return None
+        found, value = iterator.item()
+        return value if found == key else None
+
+    @contextmanager
+    def _batch(self, transaction: bool = False) -> Iterator[Any]:
+        """A synced write batch; the iterator _read keeps is renewed after it."""
+        with self._db.write_batch(sync=True, transaction=transaction) as batch:
+            yield batch
+        self._generation += 1
 
     # ---- meta -------------------------------------------------------------
     def get_meta(self, name: str) -> Any:
@@ -167,6 +204,7 @@ class Storage:
 
     def put_meta(self, name: str, value: Any) -> None:
         self._db.put(b"m" + name.encode(), canonical_bytes(value), sync=True)
+        self._generation += 1
 
     def height(self) -> int:
         value = self.get_meta("height")
@@ -227,7 +265,7 @@ class Storage:
         return None if data is None else _decode(data)
 
     def tx_location(self, tx_id: str) -> tuple[int, int] | None:
-        data = self._db.get(b"t" + tx_id.encode())
+        data = self._read(b"t" + tx_id.encode())
         if data is None:
             return None
         value = _decode(data)
@@ -235,7 +273,7 @@ class Storage:
 
     # ---- state ------------------------------------------------------------
     def state_get(self, key: str) -> Any:
-        data = self._db.get(b"s" + key.encode())
+        data = self._read(b"s" + key.encode())
         return None if data is None else _decode(data)
 
     def state_items(self, prefix: str) -> Iterator[tuple[str, Any]]:
@@ -252,7 +290,7 @@ class Storage:
         if node is None:
             node = self._wide_nodes.get(node_hash) or self._narrow_nodes.get(node_hash)
         if node is None:
-            node = self._db.get(b"n" + node_hash)
+            node = self._read(b"n" + node_hash)
             if node is not None:
                 self._cache_node(node_hash, node)
         return node
@@ -318,7 +356,7 @@ class Storage:
         come from the database."""
         self._raise_flush_error()
         height = block.height
-        with self._db.write_batch(sync=True, transaction=True) as batch:
+        with self._batch(transaction=True) as batch:
             # Block, certificate and results are canonical by construction (checked on
             # the way in, or built here): the compiled encoder writes the same bytes.
             batch.put(_height_key(b"b", height), encode_trusted(block.to_dict()))
@@ -330,7 +368,7 @@ class Storage:
                 if result["code"] == Code.BAD_NONCE:
                     # A transaction included again (a faulty proposer may) gets bad_nonce
                     # and changes nothing: its id keeps pointing at the inclusion that did.
-                    if self._db.get(index_key) is not None:
+                    if self._read(index_key) is not None:
                         continue
                 batch.put(index_key, encode_trusted({"height": height, "index": index}))
             encoded = tree.encoded_values
@@ -410,7 +448,7 @@ class Storage:
         """Store the tree of `height`: the stored one (of `since`) changed by `buffer`, and
         drop the changed keys kept for rebuilding it, in one synced batch. The keys of the
         blocks after `height` stay: they rebuild the newer tree over this one."""
-        with self._db.write_batch(sync=True, transaction=True) as batch:
+        with self._batch(transaction=True) as batch:
             for node_hash, node in buffer.made.items():
                 batch.put(b"n" + node_hash, node)
             for node_hash in buffer.dropped:
@@ -429,7 +467,7 @@ class Storage:
             return  # no genesis yet
         if tree_height is None:
             # Written before the tree was buffered: every block's nodes are stored.
-            with self._db.write_batch(sync=True) as batch:
+            with self._batch() as batch:
                 batch.put(b"mtree_root", canonical_bytes(state_root))
                 batch.put(b"mtree_height", canonical_bytes(height))
             self._tree_height = height
@@ -476,7 +514,7 @@ class Storage:
         state_root: str,
     ) -> None:
         """The genesis state, in one synced batch; height stays 0."""
-        with self._db.write_batch(sync=True, transaction=True) as batch:
+        with self._batch(transaction=True) as batch:
             for key, value in writes.items():
                 if value is not None:
                     batch.put(b"s" + key.encode(), canonical_bytes(value))
@@ -508,7 +546,7 @@ class Storage:
         legacy = {key[1:].decode(): value for key, value in self._db.iterator(prefix=b"p")}
         if legacy:
             self._pending.pending_put_many(legacy)
-            with self._db.write_batch(sync=True) as batch:
+            with self._batch() as batch:
                 for tx_id in legacy:
                     batch.delete(b"p" + tx_id.encode())
 
@@ -555,7 +593,7 @@ class Storage:
         )
         if legacy:
             self.journal_append_many([_decode(value) for _, _, value in legacy])
-            with self._db.write_batch(sync=True) as batch:
+            with self._batch() as batch:
                 for _, key, _ in legacy:
                     batch.delete(key)
         # The file keeps decided heights until its next rewrite; consensus needs none.
