@@ -10,6 +10,8 @@ batch of its own after that block's: the database holds the tree as of the last 
 values. Beside LevelDB's files, two record logs (node/record_log.py) hold what lives
 only seconds: the safety journal (what this validator signed, synced before the
 replica's messages leave the process) and the pending transactions (node/pending_log.py).
+The frequent point reads (state values, tree nodes, the transaction index) seek an
+iterator rather than call `Get`, which would start compactions (Storage._read).
 
 Key layout (one-letter prefixes; heights big-endian so they sort):
   m<name>                 meta (height, head, state_root, tree_root/tree_height of the

@@ -106,6 +106,7 @@ def main() -> int:
     parser.add_argument("--rate", type=int, default=1600, help="offered gifts per second")
     parser.add_argument("--warmup", type=float, default=12.0, help="seconds of load first")
     parser.add_argument("--seconds", type=float, default=20.0, help="seconds measured")
+    parser.add_argument("--tokens", type=int, help="tokens prepared (default: bench.py's)")
     parser.add_argument("--py-spy", action="store_true", help="also sample node 1's Python")
     parser.add_argument("--top", type=int, default=25, help="functions listed by --py-spy")
     args = parser.parse_args()
@@ -120,7 +121,8 @@ def profile(args: argparse.Namespace, raw: Path | None) -> int:
     duration = args.warmup + args.seconds + 10
     bench = subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "bench.py"), "--only", "max", "--json",
-         "--rate", str(args.rate), "--duration", str(duration)],
+         "--rate", str(args.rate), "--duration", str(duration)]
+        + ([] if args.tokens is None else ["--tokens", str(args.tokens)]),
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )
     ready = threading.Event()
