@@ -75,10 +75,13 @@ BLOOM_FILTER_BITS = 10
 BLOCK_CACHE_BYTES = 32 * 1024 * 1024
 # Most of what is written is tree nodes: hashes, which do not compress. With LevelDB's
 # default Snappy, compaction spent a third of a loaded validator's CPU compressing them
-# for nothing (perf, docs/PERFORMANCE.md). A larger memtable means fewer, larger level-0
-# tables, so less compaction for the same writes (a block writes a few MB of nodes).
+# for nothing (perf, docs/PERFORMANCE.md).
 COMPRESSION = None
-WRITE_BUFFER_BYTES = 32 * 1024 * 1024
+# Each memtable flush makes a level-0 table covering every key, and the iterator reads
+# (_read) touch a page of each one: up to four stay mapped, and the memtable and the one
+# being flushed are memory too. With a million tokens the peak RSS was 481-519 MB at
+# 32 MB, 425-447 at 16 and 384-404 at 8, for the same throughput (twentieth round).
+WRITE_BUFFER_BYTES = 8 * 1024 * 1024
 # LevelDB reads its table files through mmap (up to 1,000 of them, not configurable) and
 # a mapped page it touched counts in the node's RSS: with a million tokens that was 600 MB
 # of a 900 MB peak. Each open table is mapped, so bounding the open tables (LevelDB keeps
