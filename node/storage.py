@@ -180,8 +180,9 @@ class Storage:
         tree nodes, the transaction index on admission) fall at random keys of the deeper
         levels, below level-0 tables that cover every key: each new table was compacted
         down within a second of its flush, so compaction wrote 5x what was flushed and
-        took a third of a node's CPU. Iterator reads are sampled about once per MB read
-        (docs/PERFORMANCE.md, nineteenth and twentieth rounds)."""
+        took ~40% of a node's CPU with a million tokens. Iterator reads are sampled about
+        once per MB read (docs/PERFORMANCE.md, nineteenth and twentieth rounds). Called
+        on the node's main thread only (the flush thread writes, never reads)."""
         generation = self._generation
         reader = self._reader
         if reader is None or reader[0] != generation:
