@@ -80,7 +80,7 @@ COMPRESSION = None
 # Each memtable flush makes a level-0 table covering every key, and the iterator reads
 # (_read) touch a page of each one: up to four stay mapped, and the memtable and the one
 # being flushed are memory too. With a million tokens the peak RSS was 481-519 MB at
-# 32 MB, 425-447 at 16 and 384-404 at 8, for about the same throughput (twentieth round).
+# 32 MB, 425-447 at 16 and 377-404 at 8, for about the same throughput (twentieth round).
 WRITE_BUFFER_BYTES = 8 * 1024 * 1024
 # LevelDB reads its table files through mmap (up to 1,000 of them, not configurable) and
 # a mapped page it touched counts in the node's RSS: with a million tokens that was 600 MB
