@@ -198,7 +198,8 @@ class Storage:
 
     @contextmanager
     def _batch(self, transaction: bool = False) -> Iterator[Any]:
-        """A synced write batch; the iterator _read keeps is renewed after it."""
+        """A synced write batch, the only way this module writes the database: the
+        iterator _read keeps is renewed after it."""
         with self._db.write_batch(sync=True, transaction=transaction) as batch:
             yield batch
         self._generation += 1
@@ -209,8 +210,8 @@ class Storage:
         return None if data is None else _decode(data)
 
     def put_meta(self, name: str, value: Any) -> None:
-        self._db.put(b"m" + name.encode(), canonical_bytes(value), sync=True)
-        self._generation += 1
+        with self._batch() as batch:
+            batch.put(b"m" + name.encode(), canonical_bytes(value))
 
     def height(self) -> int:
         value = self.get_meta("height")
