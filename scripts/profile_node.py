@@ -6,12 +6,15 @@ Runs `scripts/bench.py --only max` at the given rate and, once the load has run 
 /proc: the main thread, the others together and the busiest of them, which are
 LevelDB's background compaction and the tree-flush threads), and with --py-spy a
 `py-spy record --gil` of the first node, aggregated into the functions that held the
-interpreter longest, on their own and with what they call. The bench's own summary line
-comes last. CPU per committed transaction is the figure to compare between two trees:
+interpreter longest, on their own and with what they call; with --perf a `perf record -g`
+of the second node (native code, the kernel and LevelDB's thread, which py-spy never
+sees), as the share of each thread and dso and the main thread's heaviest symbols with
+what they call. The bench's own summary line comes last. CPU per committed transaction is the figure to compare between two trees:
 run them alternately, the host's speed drifts (docs/PERFORMANCE.md).
 
     python scripts/profile_node.py --rate 1600
     python scripts/profile_node.py --rate 1600 --py-spy --top 30   # py-spy needs ptrace rights
+    python scripts/profile_node.py --rate 700 --tokens 1000000 --perf   # Debian's linux-perf
 
 py-spy is `pip install py-spy` (or `pip install -e '.[profile]'`); it attaches to a
 running process, which needs root or kernel.yama.ptrace_scope = 0.
@@ -101,6 +104,25 @@ def aggregate(raw_path: Path, top: int) -> str:
     return "\n".join(lines)
 
 
+def perf_table(data: Path, options: list[str], top: int) -> list[str]:
+    """The first `top` rows of a `perf report --stdio` of `data`, without its comments."""
+    report = subprocess.run(
+        ["perf", "report", "-i", str(data), "--stdio", "-g", "none", *options],
+        capture_output=True, text=True, check=False,
+    ).stdout
+    rows = [line for line in report.splitlines() if re.match(r"\s+\d+\.\d+%", line)
+            and not re.search(r"\] (0x)?[0-9a-f]+$", line)]  # frames it could not name
+    return ["  " + row.strip() for row in rows[:top]]
+
+
+def perf_summary(data: Path, main_tid: int, top: int) -> str:
+    lines = ["perf of node 2: share of its samples by thread and shared object"]
+    lines += perf_table(data, ["--no-children", "--sort", "pid,dso"], top)
+    lines.append("  -- its main thread, by symbol with what it calls (self in the second column)")
+    lines += perf_table(data, ["--tid", str(main_tid), "--children", "--sort", "sym"], top)
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rate", type=int, default=1600, help="offered gifts per second")
@@ -108,16 +130,21 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0, help="seconds measured")
     parser.add_argument("--tokens", type=int, help="tokens prepared (default: bench.py's)")
     parser.add_argument("--py-spy", action="store_true", help="also sample node 1's Python")
-    parser.add_argument("--top", type=int, default=25, help="functions listed by --py-spy")
+    parser.add_argument("--perf", action="store_true", help="also record node 2 with perf")
+    parser.add_argument("--top", type=int, default=25, help="rows listed by --py-spy, --perf")
     args = parser.parse_args()
     if args.py_spy and shutil.which("py-spy") is None:
         parser.error("--py-spy needs py-spy on the PATH (pip install py-spy)")
+    if args.perf and shutil.which("perf") is None:
+        parser.error("--perf needs perf on the PATH (apt-get install linux-perf)")
     with tempfile.TemporaryDirectory(prefix="yuxi-profile-") as scratch:  # gone on any exit
-        return profile(args, Path(scratch) / "node1.raw" if args.py_spy else None)
+        return profile(args, Path(scratch))
 
 
-def profile(args: argparse.Namespace, raw: Path | None) -> int:
-    """Run the bench and measure its nodes; `raw` is where py-spy writes, if it runs."""
+def profile(args: argparse.Namespace, scratch: Path) -> int:
+    """Run the bench and measure its nodes, writing the samplers' files into `scratch`."""
+    raw = scratch / "node1.raw" if args.py_spy else None
+    perf_data = scratch / "node2.perf" if args.perf else None
     duration = args.warmup + args.seconds + 10
     bench = subprocess.Popen(
         [sys.executable, str(ROOT / "scripts" / "bench.py"), "--only", "max", "--json",
@@ -149,6 +176,11 @@ def profile(args: argparse.Namespace, raw: Path | None) -> int:
             return 1
         before = {pid: process_times(pid) for pid in pids}
         started = time.monotonic()
+        perf = None if perf_data is None else subprocess.Popen(
+            ["perf", "record", "-g", "-F", "499", "-p", str(pids[1]), "-o", str(perf_data),
+             "--", "sleep", str(args.seconds)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
         if raw is not None:
             subprocess.run(
                 ["py-spy", "record", "--gil", "--format", "raw", "--rate", "250",
@@ -159,6 +191,8 @@ def profile(args: argparse.Namespace, raw: Path | None) -> int:
         time.sleep(max(0.0, args.seconds - (time.monotonic() - started)))
         after = {pid: process_times(pid) for pid in pids}
         elapsed = time.monotonic() - started
+        if perf is not None:
+            perf.wait(timeout=60)
         assert bench.stdout is not None  # (stderr is the follower thread's to read)
         output = bench.stdout.read()
         bench.wait(timeout=60)
@@ -176,6 +210,9 @@ def profile(args: argparse.Namespace, raw: Path | None) -> int:
               node_cpu / len(pids) / (run["committed_tps"] * elapsed) * 1e6))
     if raw is not None:
         print(aggregate(raw, args.top) if raw.exists() else "py-spy wrote nothing (ptrace rights?)")
+    if perf_data is not None:
+        print(perf_summary(perf_data, pids[1], args.top) if perf_data.exists()
+              else "perf wrote nothing (perf_event_paranoid?)")
     return 0
 
 
