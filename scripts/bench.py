@@ -80,7 +80,7 @@ def measure_verify_rate(seconds: float = 1.0) -> int:
 class ProcessSample:
     cpu_seconds: float
     main_thread_cpu_seconds: float  # the rest is LevelDB's background thread (compaction)
-    peak_rss_mb: float  # VmHWM: includes LevelDB's table files, which it reads through mmap
+    peak_rss_mb: float  # VmHWM: includes LevelDB's table files where it maps them
     anon_rss_mb: float  # RssAnon now: the process's own memory, without file pages
 
 
