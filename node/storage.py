@@ -79,15 +79,16 @@ BLOCK_CACHE_BYTES = 32 * 1024 * 1024
 # for nothing (perf, docs/PERFORMANCE.md).
 COMPRESSION = None
 # Each memtable flush makes a level-0 table covering every key, and the iterator reads
-# (_read) touch a page of each one: up to four stay open (mapped, without pread), and the memtable and the one
-# being flushed are memory too. With a million tokens the peak RSS was 481-519 MB at
+# (_read) touch a page of each one: up to four stay open (mapped, without pread), and the
+# memtable and the one being flushed are memory too. With a million tokens the peak RSS was 481-519 MB at
 # 32 MB, 425-447 at 16 and 377-404 at 8, for about the same throughput (twentieth round).
 WRITE_BUFFER_BYTES = 8 * 1024 * 1024
 # Tables read with pread (node/table_reads.py) cost no RSS while open, so all of a large
 # state's stay open (at 80, re-opening them took a fifth of the main thread with a
-# million tokens; twenty-first round). Mapped, each page a read touched counts in RSS (600 MB of a 900 MB peak with a
-# million tokens at 1,000), so then 80 (LevelDB keeps 10 for other files and clips to at
-# least 74): ~70 tables of 2 MB mapped, re-opened (index and filter) when read again.
+# million tokens; twenty-first round). Mapped, each page a read touched counts in RSS
+# (600 MB of a 900 MB peak with a million tokens at 1,000), so then 80 (LevelDB keeps 10
+# for other files and clips to at least 74): ~70 tables of 2 MB mapped, re-opened (index
+# and filter) when read again.
 MAX_OPEN_FILES = 1000 if use_pread() else 80
 # The tree is flushed every 16 blocks (half its nodes are replaced within them, so never
 # written; ninth round), or sooner when the nodes held in memory grow past 50,000 (blocks

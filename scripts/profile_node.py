@@ -9,8 +9,9 @@ LevelDB's background compaction and the tree-flush threads), and with --py-spy a
 interpreter longest, on their own and with what they call; with --perf a `perf record -g`
 of the second node (native code, the kernel and LevelDB's thread, which py-spy never
 sees), as the share of each thread and dso and the main thread's heaviest symbols with
-what they call. The bench's own summary line comes last. CPU per committed transaction is the figure to compare between two trees:
-run them alternately, the host's speed drifts (docs/PERFORMANCE.md).
+what they call. The bench's own summary line comes last. CPU per committed transaction
+is the figure to compare between two trees: run them alternately, the host's speed
+drifts (docs/PERFORMANCE.md).
 
     python scripts/profile_node.py --rate 1600
     python scripts/profile_node.py --rate 1600 --py-spy --top 30   # py-spy needs ptrace rights
