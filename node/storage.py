@@ -80,8 +80,9 @@ BLOCK_CACHE_BYTES = 32 * 1024 * 1024
 COMPRESSION = None
 # Each memtable flush makes a level-0 table covering every key, and the iterator reads
 # (_read) touch a page of each one: up to four stay open (mapped, without pread), and the
-# memtable and the one being flushed are memory too. With a million tokens the peak RSS was 481-519 MB at
-# 32 MB, 425-447 at 16 and 377-404 at 8, for about the same throughput (twentieth round).
+# memtable and the one being flushed are memory too. With a million tokens (tables
+# mapped) the peak RSS was 481-519 MB at 32 MB, 425-447 at 16 and 377-404 at 8, for about
+# the same throughput (twentieth round).
 WRITE_BUFFER_BYTES = 8 * 1024 * 1024
 # Tables read with pread (node/table_reads.py) cost no RSS while open, so all of a large
 # state's stay open (at 80, re-opening them took a fifth of the main thread with a
