@@ -36,7 +36,8 @@ from node.peers import KIND_CONSENSUS, KIND_TX, PeerNetwork
 from node.rpc import make_rpc_app
 from node.rpc_support import RpcError, WriteGate
 from node.service import NodeService
-from node.storage import Storage
+from node.storage import MAX_OPEN_FILES, Storage
+from node.table_reads import use_pread
 from primitives.crypto import SigningKey
 
 log = logging.getLogger("yuxi.node")
@@ -135,6 +136,8 @@ def run_node(home: Path) -> None:
     if config.mode == "validator" or config.key_file.exists():
         key = load_key_file(config.key_file)
     setup_logging()
+    log.info("LevelDB reads tables with %s, up to %d open",
+             "pread" if use_pread() else "mmap", MAX_OPEN_FILES)
     storage = open_storage(config, genesis)
     tune_collector()
     try:
