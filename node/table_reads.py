@@ -25,6 +25,7 @@ import os
 import resource
 from pathlib import Path
 
+import plyvel  # noqa: F401  (loads the LevelDB library this module looks for)
 from elftools.elf.elffile import ELFFile
 
 MMAP_LIMIT_SYMBOL = "_ZN7leveldb12_GLOBAL__N_112g_mmap_limitE"  # leveldb::{anon}::g_mmap_limit
@@ -44,6 +45,7 @@ def loaded_leveldb() -> tuple[Path, int] | None:
 
 
 def mmap_limit_address(library: Path, mapped_at: int) -> int | None:
+    """Where `g_mmap_limit` is in memory, or None if the library has no such symbol."""
     with library.open("rb") as file:
         elf = ELFFile(file)
         symbols = elf.get_section_by_name(".symtab")
@@ -55,8 +57,6 @@ def mmap_limit_address(library: Path, mapped_at: int) -> int | None:
 
 
 def _switch_to_pread() -> bool:
-    import plyvel  # noqa: F401  (loads the library this looks for)
-
     if not Path("/proc/self/maps").exists():
         return False
     located = loaded_leveldb()
