@@ -26,6 +26,7 @@ import resource
 from pathlib import Path
 
 import plyvel  # noqa: F401  (loads the LevelDB library this module looks for)
+from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 MMAP_LIMIT_SYMBOL = "_ZN7leveldb12_GLOBAL__N_112g_mmap_limitE"  # leveldb::{anon}::g_mmap_limit
@@ -38,8 +39,9 @@ def loaded_leveldb() -> tuple[Path, int] | None:
     with open("/proc/self/maps") as maps:
         for line in maps:
             fields = line.split()
-            if len(fields) == 6 and Path(fields[5]).name.startswith("libleveldb") \
-                    and int(fields[2], 16) == 0:
+            if len(fields) != 6 or int(fields[2], 16) != 0:  # want a file's first page
+                continue
+            if Path(fields[5]).name.startswith("libleveldb"):
                 return Path(fields[5]), int(fields[0].split("-")[0], 16)
     return None
 
@@ -60,7 +62,10 @@ def _switch_to_pread() -> bool:
     if not Path("/proc/self/maps").exists():
         return False
     located = loaded_leveldb()
-    address = mmap_limit_address(*located) if located else None
+    try:
+        address = mmap_limit_address(*located) if located else None
+    except (OSError, ELFError):  # the file moved, or is not the ELF this expects
+        return False
     if address is None:
         return False
     limit = ctypes.c_int.from_address(address)
