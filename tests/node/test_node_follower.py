@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -30,8 +29,9 @@ VALIDATOR = devnet_validator_key(0)
 GENESIS = devnet_genesis(1, time.time_ns() // 1_000_000 - 1000, 9000)
 
 
-def _runtime(mode: str) -> NodeRuntime:
-    home = Path(tempfile.mkdtemp(prefix="yuxi-follow-test-"))
+def _runtime(parent: Path, mode: str) -> NodeRuntime:
+    home = parent / mode
+    home.mkdir()
     (home / "config.toml").write_text(
         render_config(
             mode=mode,
@@ -84,9 +84,9 @@ def _answer(value: dict[str, Any]) -> Any:
     return handler
 
 
-async def test_follower_replays_the_chain_and_agrees() -> None:
+async def test_follower_replays_the_chain_and_agrees(tmp_path: Path) -> None:
     """A follower fetches each block, checks it, re-executes it and ends with the same hashes and state."""
-    source, follower = _runtime("validator"), _runtime("follower")
+    source, follower = _runtime(tmp_path, "validator"), _runtime(tmp_path, "follower")
     try:
         authority = devnet_authority_key()
         for nonce in range(3):
@@ -103,9 +103,9 @@ async def test_follower_replays_the_chain_and_agrees() -> None:
         follower.storage.close()
 
 
-async def test_follower_refuses_forged_certificates_and_tampered_blocks() -> None:
+async def test_follower_refuses_forged_certificates_and_tampered_blocks(tmp_path: Path) -> None:
     """A block signed by a non-validator, altered, or served by a node of another chain is never applied."""
-    source, follower = _runtime("validator"), _runtime("follower")
+    source, follower = _runtime(tmp_path, "validator"), _runtime(tmp_path, "follower")
     try:
         source.service.submit(register(devnet_authority_key(), 0, user_key("g").public_key))
         _commit_block(source)

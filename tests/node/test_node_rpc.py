@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -77,14 +78,19 @@ async def _start_node(
     return client, runtime
 
 
+async def _stop(client: TestClient, runtime: NodeRuntime) -> None:
+    await client.close()
+    runtime.storage.close()
+    shutil.rmtree(runtime.config.home)
+
+
 @pytest.fixture
 async def node() -> AsyncIterator[Node]:
     client, runtime = await _start_node()
     try:
         yield Node(client, runtime)
     finally:
-        await client.close()
-        runtime.storage.close()
+        await _stop(client, runtime)
 
 
 async def _with_users(node: Node, *labels: str) -> list:
@@ -201,8 +207,7 @@ async def test_mempool_full_answers_503() -> None:
         for tx_id in ids:
             assert (await node.get("/v1/transactions/" + tx_id))[1]["status"] == "pending"
     finally:
-        await client.close()
-        runtime.storage.close()
+        await _stop(client, runtime)
 
 
 @pytest.mark.parametrize(
@@ -446,8 +451,7 @@ async def test_dev_clock_is_absent_on_a_production_chain() -> None:
         response = await client.post("/v1/dev/clock", json={"offset_ms": 1})
         assert response.status == 404 and (await response.json())["error"]["code"] == "not_found"
     finally:
-        await client.close()
-        runtime.storage.close()
+        await _stop(client, runtime)
 
 
 async def test_bearer_tokens_and_rate_limits_for_writes() -> None:
@@ -470,8 +474,7 @@ async def test_bearer_tokens_and_rate_limits_for_writes() -> None:
         assert statuses == [202, 202, 429]
         assert (await client.get("/v1/status")).status == 200  # reads stay open
     finally:
-        await client.close()
-        runtime.storage.close()
+        await _stop(client, runtime)
 
 
 async def _start_node_with_tokens(
@@ -519,8 +522,7 @@ async def test_closed_reads_need_a_token_but_metrics_stay_open() -> None:
         assert (await client.get("/v1/status", headers=good)).status == 200
         assert (await client.get("/metrics")).status == 200
     finally:
-        await client.close()
-        runtime.storage.close()
+        await _stop(client, runtime)
 
 
 async def test_accepted_transactions_are_stored_before_the_answer(node: Node) -> None:
