@@ -118,8 +118,8 @@ class NodeApplication:
 
     # ---- reads -----------------------------------------------------------
     def committed_value(self, key: str) -> Any | None:
-        """A value of the committed state, through the read cache emptied at each commit
-        (admission reads the sender's account for every transaction)."""
+        """A value of the committed state, through the read cache each commit keeps equal
+        to the state (admission reads the sender's account for every transaction)."""
         return self._view.get(key)
 
     def committed_height(self) -> int:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import re
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
@@ -12,7 +11,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from nacl.bindings import crypto_sign_open
 from nacl.exceptions import BadSignatureError
 
-_LOWER_HEX = re.compile("[0-9a-f]*")
+# is_hex(value, length_bytes): whether value is a str of exactly length_bytes bytes in
+# lowercase hex. Compiled: every transaction's keys, signature and accounts are checked.
+from primitives._native import is_hex as is_hex
 
 
 def sha256(data: bytes) -> bytes:
@@ -21,15 +22,6 @@ def sha256(data: bytes) -> bytes:
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def is_hex(value: object, length_bytes: int) -> bool:
-    """True when value is exactly `length_bytes` bytes written as lowercase hex."""
-    return (
-        isinstance(value, str)
-        and len(value) == 2 * length_bytes
-        and _LOWER_HEX.fullmatch(value) is not None
-    )
 
 
 def is_account_id(value: object) -> bool:

@@ -15,6 +15,7 @@ drifts (docs/PERFORMANCE.md).
 
     python scripts/profile_node.py --rate 1600
     python scripts/profile_node.py --rate 1600 --py-spy --top 30   # py-spy needs ptrace rights
+    python scripts/profile_node.py --py-spy --stacks node1.folded   # for a flame graph
     python scripts/profile_node.py --rate 700 --tokens 1000000 --perf   # Debian's linux-perf
 
 py-spy is `pip install py-spy` (or `pip install -e '.[profile]'`); it attaches to a
@@ -133,9 +134,13 @@ def main() -> int:
     parser.add_argument("--py-spy", action="store_true", help="also sample node 1's Python")
     parser.add_argument("--perf", action="store_true", help="also record node 2 with perf")
     parser.add_argument("--top", type=int, default=25, help="rows listed by --py-spy, --perf")
+    parser.add_argument("--stacks", type=Path, metavar="FILE",
+                        help="with --py-spy, keep its folded stacks in FILE (for flame graphs)")
     args = parser.parse_args()
     if args.py_spy and shutil.which("py-spy") is None:
         parser.error("--py-spy needs py-spy on the PATH (pip install py-spy)")
+    if args.stacks is not None and not args.py_spy:
+        parser.error("--stacks needs --py-spy")
     if args.perf and shutil.which("perf") is None:
         parser.error("--perf needs perf on the PATH (apt-get install linux-perf)")
     with tempfile.TemporaryDirectory(prefix="yuxi-profile-") as scratch:  # gone on any exit
@@ -144,7 +149,7 @@ def main() -> int:
 
 def profile(args: argparse.Namespace, scratch: Path) -> int:
     """Run the bench and measure its nodes, writing the samplers' files into `scratch`."""
-    raw = scratch / "node1.raw" if args.py_spy else None
+    raw = (args.stacks or scratch / "node1.raw") if args.py_spy else None
     perf_data = scratch / "node2.perf" if args.perf else None
     duration = args.warmup + args.seconds + 10
     bench = subprocess.Popen(

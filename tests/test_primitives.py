@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 import msgpack
 import pytest
@@ -161,6 +162,26 @@ def test_compiled_check_refuses_nesting_beyond_the_limit() -> None:
     assert not is_canonical(msgpack.packb([nested]))
     with pytest.raises(EncodingError, match="nesting"):
         decode_canonical(msgpack.packb([nested]), max_bytes=1 << 10)
+
+
+@given(
+    st.one_of(
+        st.text(alphabet="0123456789abcdefABCDEFgx \n\u00e9\u4e2d", max_size=10),
+        st.binary(max_size=6).map(bytes.hex),
+        st.binary(max_size=6),
+        st.integers(),
+        st.none(),
+    ),
+    st.integers(-2, 6),
+)
+def test_compiled_hex_check_agrees_with_its_definition(value: object, length_bytes: int) -> None:
+    """is_hex is compiled: it answers as the regular expression that defines it would."""
+    expected = (
+        isinstance(value, str)
+        and len(value) == 2 * length_bytes
+        and re.fullmatch("[0-9a-f]*", value) is not None
+    )
+    assert is_hex(value, length_bytes) is expected
 
 
 def test_signatures_verify_only_for_the_signed_message_and_key() -> None:
