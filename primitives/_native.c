@@ -14,8 +14,8 @@
  *
  * is_hex (primitives.crypto): whether a value is a str of exactly so many bytes in
  * lowercase hex. Every key, signature and account field of every transaction is checked
- * with it, on admission and again on gossip; a regular expression cost 2.4% of a loaded
- * validator's Python (py-spy, twenty-third round).
+ * with it, on admission and again on gossip. As a regular expression it had 2.4% of a
+ * loaded validator's Python samples; compiled, a call costs a quarter of that.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -215,7 +215,7 @@ static PyObject *is_hex(PyObject *module, PyObject *const *args, Py_ssize_t narg
     if (length_bytes == -1 && PyErr_Occurred())
         return NULL;
     PyObject *value = args[0];
-    /* Not ASCII: a character no hex digit is. */
+    /* A str that is not ASCII holds a character that is no hex digit. */
     if (length_bytes < 0 || length_bytes > PY_SSIZE_T_MAX / 2
         || !PyUnicode_Check(value) || !PyUnicode_IS_ASCII(value)
         || PyUnicode_GET_LENGTH(value) != 2 * length_bytes)
